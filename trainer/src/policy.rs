@@ -103,6 +103,11 @@ pub trait Policy {
         seed: u64,
     ) -> Result<Vec<TurnOutput>>;
 
+    /// Append a given assistant turn (teacher forcing, e.g. SFT data or a
+    /// forced action in a fixed workflow): framed as a generated turn, its
+    /// text and `<|im_end|>` get mask 1 and sample log-prob 0.0.
+    fn push_assistant(&mut self, session: &mut Self::Session, text: &str) -> Result<()>;
+
     fn transcript<'s>(&self, session: &'s Self::Session) -> &'s Transcript;
 }
 
@@ -138,6 +143,22 @@ pub trait TrainablePolicy: Policy {
     /// frozen), with `requires_grad` set, sharing storage with the model.
     /// Names are stable: checkpoints store them by name.
     fn trainable_parameters(&self) -> Vec<(String, tch::Tensor)>;
+
+    /// Scores `batch`, maps them to a scalar loss with `loss`, and
+    /// back-propagates it into the trainable parameters' gradients. The
+    /// default keeps the whole graph; a policy with gradient checkpointing
+    /// overrides it to recompute activations layer by layer instead.
+    fn backward_scores(
+        &mut self,
+        batch: &[&Transcript],
+        temperature: f64,
+        with_entropy: bool,
+        loss: &mut dyn FnMut(&TokenScores) -> Result<tch::Tensor>,
+    ) -> Result<()> {
+        let scores = self.score(batch, temperature, with_entropy)?;
+        loss(&scores)?.backward();
+        Ok(())
+    }
 
     fn device(&self) -> tch::Device;
 

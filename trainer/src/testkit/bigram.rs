@@ -166,6 +166,11 @@ impl Policy for BigramPolicy {
         Ok(outs)
     }
 
+    fn push_assistant(&mut self, s: &mut BigramSession, text: &str) -> Result<()> {
+        ChatTokens::forced(&mut s.transcript, text);
+        Ok(())
+    }
+
     fn transcript<'s>(&self, s: &'s BigramSession) -> &'s Transcript {
         &s.transcript
     }

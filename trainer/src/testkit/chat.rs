@@ -67,6 +67,15 @@ impl ChatTokens {
         }
     }
 
+    /// A teacher-forced assistant turn: prefix, `text` + `<|im_end|>` (mask 1,
+    /// log-prob 0.0), newline.
+    pub fn forced(t: &mut Transcript, text: &str) {
+        Self::assistant_prefix(t);
+        let mut ids = Self::text(text);
+        ids.push(IM_END);
+        Self::generated(t, &ids, &vec![0.0; ids.len()]);
+    }
+
     fn push(t: &mut Transcript, ids: &[i64], logprobs: Option<&[f32]>) {
         t.tokens.extend_from_slice(ids);
         match logprobs {
@@ -80,5 +89,25 @@ impl ChatTokens {
                     .extend(std::iter::repeat_n(0.0, ids.len()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forced_turn_is_masked_like_a_generated_one() {
+        let mut t = Transcript::default();
+        ChatTokens::user_turn(&mut t, &[Segment::Text("q".into())]).unwrap();
+        let before = t.tokens.len();
+        ChatTokens::forced(&mut t, "ab");
+        let prefix = 1 + "assistant\n".len();
+        let mask = &t.response_mask[before..];
+        assert_eq!(mask.len(), prefix + 3 + 1);
+        assert!(mask[..prefix].iter().all(|&m| m == 0));
+        assert_eq!(&mask[prefix..prefix + 3], &[1, 1, 1], "a, b, <|im_end|>");
+        assert_eq!(mask[prefix + 3], 0, "the template's newline");
+        assert_eq!(t.tokens[before + prefix + 2], IM_END);
     }
 }

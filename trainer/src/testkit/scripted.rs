@@ -110,6 +110,11 @@ impl Policy for ScriptedPolicy {
         Ok(outs)
     }
 
+    fn push_assistant(&mut self, s: &mut ScriptedSession, text: &str) -> Result<()> {
+        ChatTokens::forced(&mut s.transcript, text);
+        Ok(())
+    }
+
     fn transcript<'s>(&self, s: &'s ScriptedSession) -> &'s Transcript {
         &s.transcript
     }
