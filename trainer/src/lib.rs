@@ -6,6 +6,7 @@ pub mod algo;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod model;
 pub mod policy;
 pub mod protocol;
 pub mod report;

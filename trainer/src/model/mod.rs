@@ -1,0 +1,31 @@
+//! Qwen2.5-VL on tch: HF config and weights in and out, the tokenizer and
+//! chat template, the image processor, batched KV-cache generation, and the
+//! training forward. [`QwenVlPolicy`] implements the rollout engine's and
+//! the trainer's contracts (`crate::policy`).
+//!
+//! ```text
+//! config     config.json (flat and nested layouts)
+//! weights    safetensors in/out, random init
+//! layers     Linear (+LoRA), RMSNorm, SwiGLU
+//! lora       adapters, merged on export
+//! vision     the vision tower and patch merger
+//! rope       3-D M-RoPE positions and tables
+//! text       the Qwen2 decoder with a KV buffer
+//! qwen       both together
+//! image      the image processor
+//! ```
+
+pub mod config;
+pub mod image;
+pub mod layers;
+pub mod lora;
+pub mod qwen;
+pub mod rope;
+pub mod text;
+pub mod vision;
+pub mod weights;
+
+pub use config::QwenVlConfig;
+pub use image::{ImageProcessor, ProcessedImage};
+pub use lora::LoraOptions;
+pub use qwen::{QwenVl, VisionInput};

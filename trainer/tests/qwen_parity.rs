@@ -1,0 +1,149 @@
+//! Parity with transformers 5.23 on a tiny random Qwen2.5-VL, built by
+//! `tests/python/qwen_vl_reference.py` into a tempdir once per run.
+
+use mmsr_trainer::model::rope::{positions_tensor, rope_positions};
+use mmsr_trainer::model::{ImageProcessor, QwenVl, VisionInput};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+fn python() -> PathBuf {
+    std::env::var_os("MMSR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/qwen_vl_reference.py")
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    inputs: HashMap<String, Tensor>,
+    refs: HashMap<String, Tensor>,
+    json: serde_json::Value,
+}
+
+unsafe impl Sync for Fixture {}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let out = Command::new(python())
+            .arg(script())
+            .arg("build")
+            .arg(&root)
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "qwen_vl_reference.py build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| -> HashMap<String, Tensor> {
+            Tensor::read_safetensors(root.join(f))
+                .unwrap()
+                .into_iter()
+                .collect()
+        };
+        let json =
+            serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
+                .unwrap();
+        Fixture {
+            inputs: read("inputs.safetensors"),
+            refs: read("reference.safetensors"),
+            json,
+            root,
+            _dir: dir,
+        }
+    })
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    f64::try_from(
+        (a.to_kind(Kind::Float) - b.to_kind(Kind::Float))
+            .abs()
+            .max(),
+    )
+    .unwrap()
+}
+
+fn grids(thw: &Tensor) -> Vec<[i64; 3]> {
+    let v = Vec::<i64>::try_from(thw.flatten(0, -1)).unwrap();
+    v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+/// Logits of the multimodal prompt and the text-only prompt.
+fn logits(model: &QwenVl, f: &Fixture) -> (Tensor, Tensor) {
+    let ids = &f.inputs["input_ids"];
+    let tokens = Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap();
+    let g = grids(&f.inputs["image_grid_thw"]);
+    let merged: Vec<[i64; 3]> = g.iter().map(|&[t, h, w]| [t, h / 2, w / 2]).collect();
+    let (pos, _) = rope_positions(&tokens, model.cfg.image_token_id, &merged, 0).unwrap();
+    let positions = positions_tensor(&[pos], tokens.len(), Device::Cpu);
+    let mm = tch::no_grad(|| {
+        model
+            .forward(
+                ids,
+                &positions,
+                Some(VisionInput {
+                    pixel_values: &f.inputs["pixel_values"],
+                    grids: &g,
+                }),
+            )
+            .unwrap()
+    });
+    let text_ids = &f.inputs["text_ids"];
+    let n = text_ids.size()[1];
+    let pos: Vec<[i64; 3]> = (0..n).map(|i| [i; 3]).collect();
+    let text = tch::no_grad(|| {
+        model
+            .forward(
+                text_ids,
+                &positions_tensor(&[pos], n as usize, Device::Cpu),
+                None,
+            )
+            .unwrap()
+    });
+    (mm.squeeze_dim(0), text.squeeze_dim(0))
+}
+
+#[test]
+fn logits_match_transformers_in_f32() {
+    let f = fixture();
+    let model = QwenVl::load(&f.root.join("model"), Kind::Float, Device::Cpu).unwrap();
+    let (mm, text) = logits(&model, f);
+    let d_mm = max_diff(&mm, &f.refs["logits_mm"]);
+    let d_text = max_diff(&text, &f.refs["logits_text"]);
+    eprintln!("max abs diff: multimodal {d_mm:.2e}, text {d_text:.2e}");
+    assert!(d_mm <= 1e-4, "multimodal logits differ by {d_mm}");
+    assert!(d_text <= 1e-4, "text logits differ by {d_text}");
+}
+
+#[test]
+fn pixel_values_match_transformers() {
+    let f = fixture();
+    let p = ImageProcessor::from_file(&f.root.join("model/preprocessor_config.json")).unwrap();
+    for entry in std::fs::read_dir(f.root.join("images")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let got = p.process_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        let want_grid = grids(&f.refs[&format!("image_grid_thw.{name}")]);
+        assert_eq!(vec![got.grid_thw], want_grid, "{name}: grid");
+        let d = max_diff(&got.pixel_values, &f.refs[&format!("pixel_values.{name}")]);
+        // PNGs decode identically; JPEG decoders differ by a level or two.
+        eprintln!("{name}: max abs diff {d:.2e}");
+        let tol = if path.extension().unwrap() == "png" {
+            1e-5
+        } else {
+            0.1
+        };
+        assert!(d <= tol, "{name}: pixel values differ by {d}");
+    }
+}
