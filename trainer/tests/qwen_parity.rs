@@ -2,6 +2,7 @@
 //! `tests/python/qwen_vl_reference.py` into a tempdir once per run.
 
 use mmsr_trainer::model::rope::{positions_tensor, rope_positions};
+use mmsr_trainer::model::tokenizer::ChatTokenizer;
 use mmsr_trainer::model::{ImageProcessor, QwenVl, VisionInput};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -145,5 +146,20 @@ fn pixel_values_match_transformers() {
             0.1
         };
         assert!(d <= tol, "{name}: pixel values differ by {d}");
+    }
+}
+
+#[test]
+fn chat_formatted_ids_match_transformers() {
+    let f = fixture();
+    let tok = ChatTokenizer::from_dir(&f.root.join("model")).unwrap();
+    for chat in f.json["chats"].as_array().unwrap() {
+        let messages: Vec<serde_json::Value> =
+            serde_json::from_value(chat["messages"].clone()).unwrap();
+        let prompt = chat["add_generation_prompt"].as_bool().unwrap();
+        let text = tok.render(&messages, prompt).unwrap();
+        assert_eq!(text, chat["text"].as_str().unwrap());
+        let want: Vec<i64> = serde_json::from_value(chat["ids"].clone()).unwrap();
+        assert_eq!(tok.encode(&text).unwrap(), want, "ids of {text:?}");
     }
 }

@@ -22,6 +22,7 @@ pub mod lora;
 pub mod qwen;
 pub mod rope;
 pub mod text;
+pub mod tokenizer;
 pub mod vision;
 pub mod weights;
 
