@@ -3,7 +3,10 @@
 
 use mmsr_trainer::model::rope::{positions_tensor, rope_positions};
 use mmsr_trainer::model::tokenizer::ChatTokenizer;
-use mmsr_trainer::model::{ImageProcessor, QwenVl, VisionInput};
+use mmsr_trainer::model::generate::{GenParams, GenStats, SeqState, generate};
+use mmsr_trainer::model::layers::Mode;
+use mmsr_trainer::model::sampling::Sampling;
+use mmsr_trainer::model::{ImageProcessor, ProcessedImage, QwenVl, VisionInput};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,4 +165,26 @@ fn chat_formatted_ids_match_transformers() {
         let want: Vec<i64> = serde_json::from_value(chat["ids"].clone()).unwrap();
         assert_eq!(tok.encode(&text).unwrap(), want, "ids of {text:?}");
     }
+}
+
+#[test]
+fn twenty_greedy_tokens_match_transformers() {
+    let f = fixture();
+    let model = QwenVl::load(&f.root.join("model"), Kind::Float, Device::Cpu).unwrap();
+    let tokens = Vec::<i64>::try_from(f.inputs["input_ids"].flatten(0, -1)).unwrap();
+    let image = ProcessedImage {
+        pixel_values: f.inputs["pixel_values"].shallow_clone(),
+        grid_thw: grids(&f.inputs["image_grid_thw"])[0],
+    };
+    let mut seq = SeqState::new();
+    seq.push(&tokens, vec![image], &model).unwrap();
+    let params = GenParams {
+        sampling: Sampling::greedy(),
+        max_new_tokens: 20,
+        stop: None,
+    };
+    let out = generate(&model, &mut [&mut seq], &params, 0, Mode::EVAL, &mut GenStats::default()).unwrap();
+    let want: Vec<i64> = serde_json::from_value(f.json["greedy"].clone()).unwrap();
+    assert_eq!(out[0].ids, want);
+    assert_eq!(seq.len(), tokens.len() + 20);
 }

@@ -1,0 +1,369 @@
+//! Batched generation with a KV cache.
+//!
+//! Each [`SeqState`] keeps its own compact KV cache and the tokens not yet
+//! in it (a new user turn, the generation prompt, the last sampled token).
+//! A call lays the batch out in one buffer per layer:
+//!
+//! ```text
+//! [ pad | cache_i ]  [ pad | pending_i ]  [ generated … ]
+//!   0 .. C_max         C_max .. C_max+N      C_max+N ..
+//! ```
+//!
+//! prefills all pending tokens in one forward (padding masked out; RoPE
+//! positions are explicit, so gaps cost nothing), then decodes one token
+//! per row per step. Rows that finish are cut out of the buffers so the
+//! rest decode at the batch size still running. At the end every row's
+//! valid columns become its new compact cache: nothing is recomputed on
+//! the next turn.
+
+use super::image::ProcessedImage;
+use super::layers::Mode;
+use super::qwen::{QwenVl, VisionInput};
+use super::rope::{positions_tensor, rope_positions};
+use super::sampling::{Sampling, pick};
+use super::text::AttnMask;
+use anyhow::{Result, ensure};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+/// A sequence as the generator sees it.
+#[derive(Default)]
+pub struct SeqState {
+    /// Per layer (k, v), each (kv_heads, cached, head_dim).
+    cache: Vec<(Tensor, Tensor)>,
+    cached: usize,
+    pending: Vec<i64>,
+    pending_pos: Vec<[i64; 3]>,
+    pending_images: Vec<ProcessedImage>,
+    next_pos: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenParams {
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    /// Token that ends a turn (kept in the output).
+    pub stop: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub ids: Vec<i64>,
+    pub logprobs: Vec<f32>,
+    pub stopped: bool,
+}
+
+/// Throughput counters of one call.
+#[derive(Clone, Debug, Default)]
+pub struct GenStats {
+    pub prefill_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_tokens: usize,
+    pub decode_secs: f64,
+}
+
+impl SeqState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends tokens (image tokens expanded) with the images they show.
+    pub fn push(&mut self, tokens: &[i64], images: Vec<ProcessedImage>, model: &QwenVl) -> Result<()> {
+        let merge = model.cfg.vision.spatial_merge_size as i64;
+        let grids: Vec<[i64; 3]> = images
+            .iter()
+            .map(|im| [im.grid_thw[0], im.grid_thw[1] / merge, im.grid_thw[2] / merge])
+            .collect();
+        let (pos, next) = rope_positions(tokens, model.cfg.image_token_id, &grids, self.next_pos)?;
+        self.pending.extend_from_slice(tokens);
+        self.pending_pos.extend(pos);
+        self.pending_images.extend(images);
+        self.next_pos = next;
+        Ok(())
+    }
+
+    /// Tokens in the cache plus those waiting.
+    pub fn len(&self) -> usize {
+        self.cached + self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn cached_len(&self) -> usize {
+        self.cached
+    }
+
+    pub fn pending(&self) -> &[i64] {
+        &self.pending
+    }
+
+    /// The position the next token gets (text resumes here).
+    pub fn next_pos(&self) -> i64 {
+        self.next_pos
+    }
+}
+
+struct Row {
+    seq: usize,
+    cached: i64,
+    pending: i64,
+    fed: i64,
+    pos: i64,
+    out: Generated,
+    rng: ChaCha8Rng,
+}
+
+fn row_seed(seed: u64, k: usize) -> u64 {
+    seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Generates one continuation per sequence, all batched together.
+pub fn generate(
+    model: &QwenVl,
+    seqs: &mut [&mut SeqState],
+    params: &GenParams,
+    seed: u64,
+    mode: Mode,
+    stats: &mut GenStats,
+) -> Result<Vec<Generated>> {
+    tch::no_grad(|| generate_inner(model, seqs, params, seed, mode, stats))
+}
+
+fn generate_inner(
+    model: &QwenVl,
+    seqs: &mut [&mut SeqState],
+    params: &GenParams,
+    seed: u64,
+    mode: Mode,
+    stats: &mut GenStats,
+) -> Result<Vec<Generated>> {
+    let b = seqs.len();
+    if params.max_new_tokens == 0 {
+        let none = Generated {
+            ids: Vec::new(),
+            logprobs: Vec::new(),
+            stopped: false,
+        };
+        return Ok(vec![none; b]);
+    }
+    if b == 0 {
+        return Ok(Vec::new());
+    }
+    for (i, s) in seqs.iter().enumerate() {
+        ensure!(!s.pending.is_empty(), "sequence {i} has nothing to continue from");
+    }
+    let device = model.device();
+    let kind = model.kind();
+    let layers = model.text.layers.len();
+    let (kvh, hd) = (model.cfg.num_kv_heads() as i64, model.cfg.head_dim() as i64);
+    let c_max = seqs.iter().map(|s| s.cached).max().unwrap_or(0) as i64;
+    let n = seqs.iter().map(|s| s.pending.len()).max().unwrap_or(0) as i64;
+    let new = params.max_new_tokens as i64;
+    let cap = c_max + n + new;
+    let bi = b as i64;
+
+    let mut k_buf: Vec<Tensor> = (0..layers)
+        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
+        .collect();
+    let mut v_buf: Vec<Tensor> = (0..layers)
+        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
+        .collect();
+    let mut valid = vec![false; b * cap as usize];
+    for (i, s) in seqs.iter().enumerate() {
+        let c = s.cached as i64;
+        if c > 0 {
+            for l in 0..layers {
+                k_buf[l].get(i as i64).narrow(1, c_max - c, c).copy_(&s.cache[l].0);
+                v_buf[l].get(i as i64).narrow(1, c_max - c, c).copy_(&s.cache[l].1);
+            }
+        }
+        let row = &mut valid[i * cap as usize..(i + 1) * cap as usize];
+        row[(c_max - c) as usize..c_max as usize].fill(true);
+        let p = s.pending.len() as i64;
+        row[(c_max + n - p) as usize..(c_max + n) as usize].fill(true);
+    }
+
+    // Prefill: every row's pending tokens, right-aligned in N columns.
+    let t0 = std::time::Instant::now();
+    let pad = if model.cfg.image_token_id == 0 { 1 } else { 0 };
+    let mut ids = vec![pad; b * n as usize];
+    let mut pos_rows = Vec::with_capacity(b);
+    let mut images: Vec<&ProcessedImage> = Vec::new();
+    for (i, s) in seqs.iter().enumerate() {
+        let off = (n as usize) - s.pending.len();
+        ids[i * n as usize + off..(i + 1) * n as usize].copy_from_slice(&s.pending);
+        let mut row = vec![[0i64; 3]; off];
+        row.extend_from_slice(&s.pending_pos);
+        pos_rows.push(row);
+        images.extend(s.pending_images.iter());
+    }
+    let ids_t = Tensor::from_slice(&ids).view([bi, n]).to_device(device);
+    let positions = positions_tensor(&pos_rows, n as usize, device);
+    let pixel_values;
+    let grids: Vec<[i64; 3]> = images.iter().map(|im| im.grid_thw).collect();
+    let vision = if images.is_empty() {
+        None
+    } else {
+        let pv: Vec<&Tensor> = images.iter().map(|im| &im.pixel_values).collect();
+        pixel_values = Tensor::cat(&pv, 0);
+        Some(VisionInput {
+            pixel_values: &pixel_values,
+            grids: &grids,
+        })
+    };
+    let embeds = model.embed(&ids_t, vision, mode, false)?;
+    let width = (c_max + n) as usize;
+    let mut mask = vec![false; b * n as usize * width];
+    for i in 0..b {
+        let vrow = &valid[i * cap as usize..];
+        for j in 0..n as usize {
+            let m = &mut mask[(i * n as usize + j) * width..(i * n as usize + j + 1) * width];
+            for (c, slot) in m.iter_mut().enumerate() {
+                *slot = vrow[c] && (c < c_max as usize || c <= c_max as usize + j);
+            }
+            // A padding query sees itself, so no row is all masked.
+            m[c_max as usize + j] = true;
+        }
+    }
+    let mask = Tensor::from_slice(&mask)
+        .view([bi, 1, n, width as i64])
+        .to_device(device);
+    let h = model.decode(
+        &embeds,
+        &positions,
+        &AttnMask::Explicit(mask),
+        Some((&k_buf, &v_buf, c_max)),
+        mode,
+    );
+    let mut logits = model.text.logits(&h.narrow(1, n - 1, 1).squeeze_dim(1));
+    stats.prefill_tokens += seqs.iter().map(|s| s.pending.len()).sum::<usize>();
+    stats.prefill_secs += t0.elapsed().as_secs_f64();
+
+    let t1 = std::time::Instant::now();
+    let mut valid_t = Tensor::from_slice(&valid)
+        .view([bi, cap])
+        .to_device(device);
+    let mut rows: Vec<Row> = seqs
+        .iter()
+        .enumerate()
+        .map(|(k, s)| Row {
+            seq: k,
+            cached: s.cached as i64,
+            pending: s.pending.len() as i64,
+            fed: 0,
+            pos: s.next_pos,
+            out: Generated {
+                ids: Vec::new(),
+                logprobs: Vec::new(),
+                stopped: false,
+            },
+            rng: ChaCha8Rng::seed_from_u64(row_seed(seed, k)),
+        })
+        .collect();
+    let mut done: Vec<Option<(Generated, Vec<(Tensor, Tensor)>, i64, i64)>> =
+        (0..b).map(|_| None).collect();
+    let mut col = c_max + n;
+    let mut step = 0i64;
+    while !rows.is_empty() {
+        let uniform: Vec<f64> = rows.iter_mut().map(|r| r.rng.random::<f64>()).collect();
+        let (toks, lps) = pick(&logits, &params.sampling, &uniform);
+        step += 1;
+        let mut finished = Vec::new();
+        for (r, row) in rows.iter_mut().enumerate() {
+            row.out.ids.push(toks[r]);
+            row.out.logprobs.push(lps[r]);
+            let stop = params.stop == Some(toks[r]);
+            row.out.stopped = stop;
+            if stop || step >= new {
+                finished.push(r);
+            }
+        }
+        if !finished.is_empty() {
+            // Take the finished rows' caches, then keep only the live rows.
+            for &r in &finished {
+                let row = &rows[r];
+                let cols = row_columns(c_max, n, row);
+                let idx = Tensor::from_slice(&cols).to_device(device);
+                let cache = (0..layers)
+                    .map(|l| {
+                        (
+                            k_buf[l].get(r as i64).index_select(1, &idx),
+                            v_buf[l].get(r as i64).index_select(1, &idx),
+                        )
+                    })
+                    .collect();
+                let last_pos = row.pos + row.fed;
+                done[row.seq] = Some((row.out.clone(), cache, cols.len() as i64, last_pos));
+            }
+            let keep: Vec<i64> = (0..rows.len() as i64)
+                .filter(|r| !finished.contains(&(*r as usize)))
+                .collect();
+            if keep.is_empty() {
+                break;
+            }
+            let keep_t = Tensor::from_slice(&keep).to_device(device);
+            for l in 0..layers {
+                k_buf[l] = k_buf[l].index_select(0, &keep_t);
+                v_buf[l] = v_buf[l].index_select(0, &keep_t);
+            }
+            valid_t = valid_t.index_select(0, &keep_t);
+            let mut r = 0;
+            rows.retain(|_| {
+                let k = !finished.contains(&r);
+                r += 1;
+                k
+            });
+        }
+        // Feed the last sampled token of every live row.
+        let live = rows.len() as i64;
+        let last: Vec<i64> = rows.iter().map(|r| *r.out.ids.last().expect("sampled")).collect();
+        let pos: Vec<Vec<[i64; 3]>> = rows.iter().map(|r| vec![[r.pos + r.fed; 3]]).collect();
+        let ids_t = Tensor::from_slice(&last).view([live, 1]).to_device(device);
+        let _ = valid_t.narrow(1, col, 1).fill_(1);
+        let mask = valid_t.narrow(1, 0, col + 1).view([live, 1, 1, col + 1]);
+        let embeds = model.text.embed_tokens(&ids_t);
+        let h = model.decode(
+            &embeds,
+            &positions_tensor(&pos, 1, device),
+            &AttnMask::Explicit(mask),
+            Some((&k_buf, &v_buf, col)),
+            mode,
+        );
+        logits = model.text.logits(&h.squeeze_dim(1));
+        for r in rows.iter_mut() {
+            r.fed += 1;
+        }
+        stats.decode_tokens += live as usize;
+        col += 1;
+    }
+    stats.decode_secs += t1.elapsed().as_secs_f64();
+
+    let mut outs = Vec::with_capacity(b);
+    for (k, s) in seqs.iter_mut().enumerate() {
+        let (out, cache, cached, last_pos) = done[k].take().expect("every row finishes");
+        s.cache = cache;
+        s.cached = cached as usize;
+        s.pending.clear();
+        s.pending_pos.clear();
+        s.pending_images.clear();
+        if let Some(&last) = out.ids.last() {
+            s.pending.push(last);
+            s.pending_pos.push([last_pos; 3]);
+            s.next_pos = last_pos + 1;
+        }
+        outs.push(out);
+    }
+    Ok(outs)
+}
+
+/// Buffer columns of `row`'s tokens: its cache, its pending tokens, and the
+/// generated tokens fed back so far.
+fn row_columns(c_max: i64, n: i64, row: &Row) -> Vec<i64> {
+    let mut cols: Vec<i64> = (c_max - row.cached..c_max).collect();
+    cols.extend(c_max + n - row.pending..c_max + n);
+    cols.extend(c_max + n..c_max + n + row.fed);
+    cols
+}
