@@ -1,12 +1,14 @@
 //! Parity with transformers 5.23 on a tiny random Qwen2.5-VL, built by
 //! `tests/python/qwen_vl_reference.py` into a tempdir once per run.
 
-use mmsr_trainer::model::rope::{positions_tensor, rope_positions};
-use mmsr_trainer::model::tokenizer::ChatTokenizer;
 use mmsr_trainer::model::generate::{GenParams, GenStats, SeqState, generate};
 use mmsr_trainer::model::layers::Mode;
+use mmsr_trainer::model::rope::{positions_tensor, rope_positions};
 use mmsr_trainer::model::sampling::Sampling;
-use mmsr_trainer::model::{ImageProcessor, ProcessedImage, QwenVl, VisionInput};
+use mmsr_trainer::model::tokenizer::ChatTokenizer;
+use mmsr_trainer::model::{
+    ImageProcessor, PolicyOptions, ProcessedImage, QwenVl, QwenVlPolicy, VisionInput,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,8 +185,64 @@ fn twenty_greedy_tokens_match_transformers() {
         max_new_tokens: 20,
         stop: None,
     };
-    let out = generate(&model, &mut [&mut seq], &params, 0, Mode::EVAL, &mut GenStats::default()).unwrap();
+    let out = generate(
+        &model,
+        &mut [&mut seq],
+        &params,
+        0,
+        Mode::EVAL,
+        &mut GenStats::default(),
+    )
+    .unwrap();
     let want: Vec<i64> = serde_json::from_value(f.json["greedy"].clone()).unwrap();
     assert_eq!(out[0].ids, want);
     assert_eq!(seq.len(), tokens.len() + 20);
+}
+
+#[test]
+fn save_pretrained_round_trips_through_transformers() {
+    let f = fixture();
+    let policy = QwenVlPolicy::load(&f.root.join("model"), &PolicyOptions::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let saved = out.path().join("saved");
+    policy.save_pretrained(&saved).unwrap();
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    ] {
+        assert!(saved.join(file).exists(), "{file} missing");
+    }
+    let status = Command::new(python())
+        .arg(script())
+        .arg("logits")
+        .arg(&saved)
+        .arg(&f.root)
+        .output()
+        .expect("run python");
+    assert!(
+        status.status.success(),
+        "transformers could not load the saved dir:\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let back: HashMap<String, Tensor> =
+        Tensor::read_safetensors(f.root.join("roundtrip.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for key in ["logits_mm", "logits_text"] {
+        let d = max_diff(&back[key], &f.refs[key]);
+        assert!(
+            d <= 1e-4,
+            "{key}: transformers on the saved dir differs by {d}"
+        );
+    }
+    // And our own loader reads it back to the same weights.
+    let again = QwenVl::load(&saved, Kind::Float, Device::Cpu).unwrap();
+    for ((n, a), (m, b)) in policy.model().params.iter().zip(&again.params) {
+        assert_eq!(n, m);
+        assert!(a.equal(b), "{n}");
+    }
 }

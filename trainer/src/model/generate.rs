@@ -69,11 +69,22 @@ impl SeqState {
     }
 
     /// Appends tokens (image tokens expanded) with the images they show.
-    pub fn push(&mut self, tokens: &[i64], images: Vec<ProcessedImage>, model: &QwenVl) -> Result<()> {
+    pub fn push(
+        &mut self,
+        tokens: &[i64],
+        images: Vec<ProcessedImage>,
+        model: &QwenVl,
+    ) -> Result<()> {
         let merge = model.cfg.vision.spatial_merge_size as i64;
         let grids: Vec<[i64; 3]> = images
             .iter()
-            .map(|im| [im.grid_thw[0], im.grid_thw[1] / merge, im.grid_thw[2] / merge])
+            .map(|im| {
+                [
+                    im.grid_thw[0],
+                    im.grid_thw[1] / merge,
+                    im.grid_thw[2] / merge,
+                ]
+            })
             .collect();
         let (pos, next) = rope_positions(tokens, model.cfg.image_token_id, &grids, self.next_pos)?;
         self.pending.extend_from_slice(tokens);
@@ -153,7 +164,10 @@ fn generate_inner(
         return Ok(Vec::new());
     }
     for (i, s) in seqs.iter().enumerate() {
-        ensure!(!s.pending.is_empty(), "sequence {i} has nothing to continue from");
+        ensure!(
+            !s.pending.is_empty(),
+            "sequence {i} has nothing to continue from"
+        );
     }
     let device = model.device();
     let kind = model.kind();
@@ -176,8 +190,14 @@ fn generate_inner(
         let c = s.cached as i64;
         if c > 0 {
             for l in 0..layers {
-                k_buf[l].get(i as i64).narrow(1, c_max - c, c).copy_(&s.cache[l].0);
-                v_buf[l].get(i as i64).narrow(1, c_max - c, c).copy_(&s.cache[l].1);
+                k_buf[l]
+                    .get(i as i64)
+                    .narrow(1, c_max - c, c)
+                    .copy_(&s.cache[l].0);
+                v_buf[l]
+                    .get(i as i64)
+                    .narrow(1, c_max - c, c)
+                    .copy_(&s.cache[l].1);
             }
         }
         let row = &mut valid[i * cap as usize..(i + 1) * cap as usize];
@@ -243,9 +263,7 @@ fn generate_inner(
     stats.prefill_secs += t0.elapsed().as_secs_f64();
 
     let t1 = std::time::Instant::now();
-    let mut valid_t = Tensor::from_slice(&valid)
-        .view([bi, cap])
-        .to_device(device);
+    let mut valid_t = Tensor::from_slice(&valid).view([bi, cap]).to_device(device);
     let mut rows: Vec<Row> = seqs
         .iter()
         .enumerate()
@@ -319,7 +337,10 @@ fn generate_inner(
         }
         // Feed the last sampled token of every live row.
         let live = rows.len() as i64;
-        let last: Vec<i64> = rows.iter().map(|r| *r.out.ids.last().expect("sampled")).collect();
+        let last: Vec<i64> = rows
+            .iter()
+            .map(|r| *r.out.ids.last().expect("sampled"))
+            .collect();
         let pos: Vec<Vec<[i64; 3]>> = rows.iter().map(|r| vec![[r.pos + r.fed; 3]]).collect();
         let ids_t = Tensor::from_slice(&last).view([live, 1]).to_device(device);
         let _ = valid_t.narrow(1, col, 1).fill_(1);

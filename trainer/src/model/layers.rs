@@ -32,6 +32,8 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub lora: Option<LoraAdapter>,
+    /// The module's hub name, e.g. `model.layers.0.self_attn.q_proj`.
+    pub name: String,
 }
 
 impl Linear {
@@ -56,12 +58,14 @@ impl Linear {
             weight,
             bias,
             lora: None,
+            name: prefix.to_string(),
         })
     }
 
     pub fn add_lora(&mut self, opts: &LoraOptions) {
         let s = self.weight.size();
         self.lora = Some(LoraAdapter::new(
+            &self.name,
             s[1],
             s[0],
             opts,

@@ -68,6 +68,8 @@ impl LoraOptions {
     }
 }
 
+const LORA_SEED: u64 = 0x104a;
+
 pub struct LoraAdapter {
     /// (rank, in), trainable.
     pub a: Tensor,
@@ -78,10 +80,19 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    pub fn new(in_dim: i64, out_dim: i64, opts: &LoraOptions, kind: Kind, device: Device) -> Self {
+    /// `name` (the module's) picks A's random stream: adapters are the same
+    /// on every run.
+    pub fn new(
+        name: &str,
+        in_dim: i64,
+        out_dim: i64,
+        opts: &LoraOptions,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
         let r = opts.rank as i64;
         let bound = 1.0 / (in_dim as f64).sqrt();
-        let a = Tensor::empty([r, in_dim], (Kind::Float, Device::Cpu)).uniform_(-bound, bound);
+        let a = super::weights::seeded_uniform(LORA_SEED, name, &[r, in_dim], -bound, bound);
         let b = Tensor::zeros([out_dim, r], (Kind::Float, Device::Cpu));
         Self {
             a: a.to_kind(kind).to_device(device).set_requires_grad(true),

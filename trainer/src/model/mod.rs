@@ -16,13 +16,15 @@
 //! ```
 
 pub mod config;
+pub mod generate;
 pub mod image;
 pub mod layers;
 pub mod lora;
+pub mod policy;
 pub mod qwen;
-pub mod generate;
 pub mod rope;
 pub mod sampling;
+pub mod scoring;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;
@@ -31,4 +33,5 @@ pub mod weights;
 pub use config::QwenVlConfig;
 pub use image::{ImageProcessor, ProcessedImage};
 pub use lora::LoraOptions;
+pub use policy::{PolicyOptions, QwenSession, QwenVlPolicy};
 pub use qwen::{QwenVl, VisionInput};

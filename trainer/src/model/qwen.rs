@@ -55,8 +55,7 @@ impl QwenVl {
             .or_else(|| cfg.raw.get("initializer_range"))
             .and_then(|v| v.as_f64())
             .unwrap_or(0.02);
-        tch::manual_seed(seed as i64);
-        Self::new(cfg, Source::Random { std }, kind, device)
+        Self::new(cfg, Source::Random { std, seed }, kind, device)
     }
 
     pub fn add_lora(&mut self, opts: &LoraOptions) -> Result<()> {
@@ -145,18 +144,10 @@ impl QwenVl {
     /// Base weights by hub name, adapters merged; tied `lm_head` left out.
     pub fn merged_params(&self) -> Vec<(String, Tensor)> {
         let mut merged = std::collections::HashMap::new();
-        for (i, layer) in self.text.layers.iter().enumerate() {
-            for (name, lin) in layer.linears() {
+        for layer in &self.text.layers {
+            for (_, lin) in layer.linears() {
                 if lin.lora.is_some() {
-                    let prefix = if matches!(name, "gate_proj" | "up_proj" | "down_proj") {
-                        "mlp"
-                    } else {
-                        "self_attn"
-                    };
-                    merged.insert(
-                        format!("model.layers.{i}.{prefix}.{name}.weight"),
-                        lin.merged_weight(),
-                    );
+                    merged.insert(format!("{}.weight", lin.name), lin.merged_weight());
                 }
             }
         }

@@ -30,7 +30,11 @@ impl Sampling {
 
     /// The temperature log-probs are reported at (1 for greedy).
     pub fn logprob_temperature(&self) -> f64 {
-        if self.is_greedy() { 1.0 } else { self.temperature }
+        if self.is_greedy() {
+            1.0
+        } else {
+            self.temperature
+        }
     }
 }
 

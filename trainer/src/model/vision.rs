@@ -21,8 +21,9 @@ pub struct VisionBlock {
 }
 
 pub struct VisionTower {
-    /// Conv3d weight, (hidden, C, T, p, p), viewed as (hidden, C·T·p²).
+    /// Conv3d weight, (hidden, C, T, p, p); used as a (hidden, C·T·p²) matmul.
     patch_weight: Tensor,
+    patch_dim: i64,
     blocks: Vec<VisionBlock>,
     ln_q: RmsNorm,
     fc1: Linear,
@@ -224,7 +225,8 @@ impl VisionTower {
             .reciprocal()
             .to_device(pb.device());
         Ok(Self {
-            patch_weight: conv.view([d, patch_dim]),
+            patch_weight: conv,
+            patch_dim,
             blocks,
             ln_q,
             fc1,
@@ -246,7 +248,7 @@ impl VisionTower {
     pub fn forward(&self, pixel_values: &Tensor, grids: &[[i64; 3]], mode: Mode) -> Result<Tensor> {
         let n: i64 = grids.iter().map(|g| g.iter().product::<i64>()).sum();
         ensure!(
-            pixel_values.size() == [n, self.patch_weight.size()[1]],
+            pixel_values.size() == [n, self.patch_dim],
             "vision: pixel_values {:?} do not fit grids {grids:?}",
             pixel_values.size()
         );
@@ -271,7 +273,9 @@ impl VisionTower {
         let x = pixel_values
             .to_kind(self.patch_weight.kind())
             .to_device(device);
-        let mut h = permute(&x.matmul(&self.patch_weight.tr()));
+        // A view made here, not at load: it must track requires_grad.
+        let w = self.patch_weight.view([self.hidden, self.patch_dim]);
+        let mut h = permute(&x.matmul(&w.tr()));
 
         let pos = patch_positions(grids, self.merge);
         let flat: Vec<i64> = pos.iter().flat_map(|p| p.iter().copied()).collect();

@@ -4,6 +4,8 @@
 //! config alone. Saving writes shards plus an index that transformers loads.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -22,7 +24,45 @@ pub enum Init {
 /// Where a model's parameters come from.
 pub enum Source {
     Loaded(BTreeMap<String, Tensor>),
-    Random { std: f64 },
+    /// Normal(0, std) weights drawn from a stream per (seed, name): the
+    /// same model whatever else uses torch's global generator meanwhile.
+    Random {
+        std: f64,
+        seed: u64,
+    },
+}
+
+fn stream(seed: u64, name: &str) -> ChaCha8Rng {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    ChaCha8Rng::seed_from_u64(h)
+}
+
+/// Uniform [lo, hi) values from the (seed, name) stream.
+pub fn seeded_uniform(seed: u64, name: &str, shape: &[i64], lo: f64, hi: f64) -> Tensor {
+    let mut rng = stream(seed, name);
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi) as f32).collect();
+    Tensor::from_slice(&v).view(shape)
+}
+
+/// Normal(0, std) values from the (seed, name) stream (Box–Muller).
+pub fn seeded_normal(seed: u64, name: &str, shape: &[i64], std: f64) -> Tensor {
+    let mut rng = stream(seed, name);
+    let n: i64 = shape.iter().product();
+    let mut v = Vec::with_capacity(n as usize);
+    while (v.len() as i64) < n {
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let a = std::f64::consts::TAU * u2;
+        v.push((r * a.cos()) as f32);
+        v.push((r * a.sin()) as f32);
+    }
+    v.truncate(n as usize);
+    Tensor::from_slice(&v).view(shape)
 }
 
 /// Hands out parameters by hub name, converted to `kind` on `device`, and
@@ -76,10 +116,10 @@ impl ParamBuilder {
                 );
                 t.to_kind(self.kind).to_device(self.device)
             }
-            Source::Random { std } => {
+            Source::Random { std, seed } => {
                 let opts = (Kind::Float, Device::Cpu);
                 let t = match init {
-                    Init::Normal => Tensor::randn(shape, opts) * *std,
+                    Init::Normal => seeded_normal(*seed, name, shape, *std),
                     Init::Ones => Tensor::ones(shape, opts),
                     Init::Zeros => Tensor::zeros(shape, opts),
                 };

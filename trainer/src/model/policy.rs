@@ -1,0 +1,574 @@
+//! [`QwenVlPolicy`]: Qwen2.5-VL behind the rollout engine's [`Policy`] and
+//! the trainer's [`TrainablePolicy`].
+//!
+//! A session keeps the chat messages (to render each new turn with the
+//! model's template), the token-level transcript with its response mask,
+//! and the generator's state (a KV cache plus tokens not yet in it), so a
+//! multi-turn rollout never recomputes its prefix.
+
+use super::config::QwenVlConfig;
+use super::generate::{GenParams, GenStats, SeqState, generate};
+use super::image::{ImageProcessor, ProcessedImage};
+use super::layers::Mode;
+use super::lora::LoraOptions;
+use super::qwen::QwenVl;
+use super::sampling::Sampling;
+use super::scoring::{self, Batch};
+use super::tokenizer::{ChatTokenizer, Part};
+use super::weights::{self, Source};
+use crate::policy::{
+    FinishReason, Policy, SampleParams, Segment, TokenScores, TrainablePolicy, Transcript,
+    TurnOutput,
+};
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyOptions {
+    pub dtype: Kind,
+    pub device: Device,
+    /// No gradients into the vision tower (it runs under no_grad).
+    pub freeze_vision: bool,
+    /// `backward_scores` recomputes decoder layers instead of keeping them.
+    pub gradient_checkpointing: bool,
+    /// Train LoRA adapters instead of the full weights.
+    pub lora: Option<LoraOptions>,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        Self {
+            dtype: Kind::Float,
+            device: Device::Cpu,
+            freeze_vision: true,
+            gradient_checkpointing: false,
+            lora: None,
+        }
+    }
+}
+
+/// One conversation.
+pub struct QwenSession {
+    transcript: Transcript,
+    messages: Vec<Value>,
+    seq: SeqState,
+    /// The last assistant turn ran out of tokens and is not closed yet.
+    open_turn: bool,
+}
+
+impl QwenSession {
+    /// Tokens in the KV cache (the rest is computed at the next generate).
+    pub fn cached_len(&self) -> usize {
+        self.seq.cached_len()
+    }
+}
+
+pub struct QwenVlPolicy {
+    model: QwenVl,
+    /// The frozen initial weights when training without LoRA.
+    reference: Option<QwenVl>,
+    tokenizer: ChatTokenizer,
+    processor: ImageProcessor,
+    opts: PolicyOptions,
+    dir: PathBuf,
+    /// Ids after `<|im_end|>` in the template's closer (e.g. `\n`).
+    closer_rest: Vec<i64>,
+    gen_prompt: Vec<i64>,
+    dropout_calls: u64,
+    /// Counters of the last `generate` call.
+    pub last_stats: GenStats,
+}
+
+fn dtype_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BFloat16 => "bfloat16",
+        Kind::Half => "float16",
+        _ => "float32",
+    }
+}
+
+impl QwenVlPolicy {
+    /// config.json, tokenizer.json (+tokenizer_config.json),
+    /// preprocessor_config.json, safetensors.
+    pub fn load(model_dir: &Path, opts: &PolicyOptions) -> Result<Self> {
+        let cfg = QwenVlConfig::from_file(&model_dir.join("config.json"))?;
+        let tensors = weights::load_dir(model_dir)
+            .with_context(|| format!("loading the weights of {}", model_dir.display()))?;
+        let model = QwenVl::new(cfg, Source::Loaded(tensors), opts.dtype, opts.device)
+            .with_context(|| format!("building the model of {}", model_dir.display()))?;
+        Self::assemble(model_dir, model, opts)
+    }
+
+    /// Same files but no weights: random init from `seed` (the demo's tiny model).
+    pub fn init_random(model_dir: &Path, seed: u64, opts: &PolicyOptions) -> Result<Self> {
+        let cfg = QwenVlConfig::from_file(&model_dir.join("config.json"))?;
+        let model = QwenVl::random(cfg, seed, opts.dtype, opts.device)?;
+        Self::assemble(model_dir, model, opts)
+    }
+
+    fn assemble(dir: &Path, mut model: QwenVl, opts: &PolicyOptions) -> Result<Self> {
+        if let Device::Cuda(i) = opts.device {
+            ensure!(
+                tch::Cuda::is_available() && (i as i64) < tch::Cuda::device_count(),
+                "device cuda:{i} is not available"
+            );
+        }
+        let tokenizer = ChatTokenizer::from_dir(dir)?;
+        let processor = ImageProcessor::from_file(&dir.join("preprocessor_config.json"))?;
+        let vocab = model.cfg.text.vocab_size;
+        ensure!(
+            tokenizer.vocab_size() <= vocab,
+            "{}: the tokenizer has {} tokens, more than the model's vocab_size {vocab}",
+            dir.display(),
+            tokenizer.vocab_size()
+        );
+        let image_pad = tokenizer.token_id("<|image_pad|>");
+        ensure!(
+            image_pad == Some(model.cfg.image_token_id),
+            "{}: <|image_pad|> is {image_pad:?} in the tokenizer but image_token_id {} in config.json",
+            dir.display(),
+            model.cfg.image_token_id
+        );
+        let closer = tokenizer.encode(&tokenizer.closer)?;
+        let gen_prompt = tokenizer.encode(&tokenizer.gen_prompt)?;
+        for (_, t) in &model.params {
+            let _ = t.set_requires_grad(false);
+        }
+        let reference = match &opts.lora {
+            Some(lora) => {
+                model.add_lora(lora)?;
+                None
+            }
+            None => {
+                let copy = model
+                    .params
+                    .iter()
+                    .map(|(n, t)| {
+                        let frozen = opts.freeze_vision && n.starts_with("visual.");
+                        let t = if frozen {
+                            t.shallow_clone()
+                        } else {
+                            t.detach().copy()
+                        };
+                        (n.clone(), t)
+                    })
+                    .collect();
+                let reference = QwenVl::new(
+                    model.cfg.clone(),
+                    Source::Loaded(copy),
+                    opts.dtype,
+                    opts.device,
+                )?;
+                for (n, t) in &model.params {
+                    if !(opts.freeze_vision && n.starts_with("visual.")) {
+                        let _ = t.set_requires_grad(true);
+                    }
+                }
+                Some(reference)
+            }
+        };
+        Ok(Self {
+            model,
+            reference,
+            tokenizer,
+            processor,
+            opts: opts.clone(),
+            dir: dir.to_path_buf(),
+            closer_rest: closer[1..].to_vec(),
+            gen_prompt,
+            dropout_calls: 0,
+            last_stats: GenStats::default(),
+        })
+    }
+
+    pub fn model(&self) -> &QwenVl {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &ChatTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn processor(&self) -> &ImageProcessor {
+        &self.processor
+    }
+
+    pub fn options(&self) -> &PolicyOptions {
+        &self.opts
+    }
+
+    /// A transformers-loadable dir (config, tokenizer files, safetensors), LoRA merged.
+    pub fn save_pretrained(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        weights::save_dir(&self.model.merged_params(), out, weights::SHARD_BYTES)?;
+        let mut config = self.model.cfg.raw.clone();
+        if let Some(obj) = config.as_object_mut() {
+            obj.insert("dtype".into(), dtype_name(self.opts.dtype).into());
+            if obj.contains_key("torch_dtype") {
+                obj.insert("torch_dtype".into(), dtype_name(self.opts.dtype).into());
+            }
+        }
+        let path = out.join("config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&config)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut files = self.tokenizer.files.clone();
+        for extra in ["preprocessor_config.json", "generation_config.json"] {
+            let p = self.dir.join(extra);
+            if p.exists() {
+                files.push(p);
+            }
+        }
+        for src in files {
+            let dst = out.join(src.file_name().expect("a file"));
+            if src != dst {
+                std::fs::copy(&src, &dst)
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The same session with nothing cached: the next generate recomputes
+    /// the whole prefix (to check the cache, or after a weight update).
+    pub fn uncached(&self, s: &QwenSession) -> Result<QwenSession> {
+        let images = self.process_all(&s.transcript.images)?;
+        let mut seq = SeqState::new();
+        seq.push(&s.transcript.tokens, images, &self.model)?;
+        Ok(QwenSession {
+            transcript: s.transcript.clone(),
+            messages: s.messages.clone(),
+            seq,
+            open_turn: s.open_turn,
+        })
+    }
+
+    fn process_all(&self, images: &[Vec<u8>]) -> Result<Vec<ProcessedImage>> {
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                self.processor
+                    .process_bytes(b)
+                    .with_context(|| format!("image {i}"))
+            })
+            .collect()
+    }
+
+    fn append(
+        &self,
+        s: &mut QwenSession,
+        ids: &[i64],
+        images: Vec<ProcessedImage>,
+        mask: Option<&[f32]>,
+    ) -> Result<()> {
+        s.seq.push(ids, images, &self.model)?;
+        let t = &mut s.transcript;
+        t.tokens.extend_from_slice(ids);
+        match mask {
+            Some(lp) => {
+                t.response_mask.extend(std::iter::repeat_n(1, ids.len()));
+                t.sample_logprobs.extend_from_slice(lp);
+            }
+            None => {
+                t.response_mask.extend(std::iter::repeat_n(0, ids.len()));
+                t.sample_logprobs
+                    .extend(std::iter::repeat_n(0.0, ids.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes an assistant turn cut by the budget: `<|im_end|>` and the
+    /// template's rest, all framing (mask 0).
+    fn close_open_turn(&self, s: &mut QwenSession) -> Result<()> {
+        if s.open_turn {
+            let mut ids = vec![self.tokenizer.im_end];
+            ids.extend_from_slice(&self.closer_rest);
+            self.append(s, &ids, Vec::new(), None)?;
+            s.open_turn = false;
+        }
+        Ok(())
+    }
+
+    fn user_turn(&self, s: &mut QwenSession, user: &[Segment]) -> Result<()> {
+        let mut parts = Vec::with_capacity(user.len());
+        let mut images = Vec::new();
+        let mut bytes = Vec::new();
+        for seg in user {
+            match seg {
+                Segment::Text(t) => parts.push(Part::Text(t.clone())),
+                Segment::Image(b) => {
+                    let img = self.processor.process_bytes(b).with_context(|| {
+                        format!("bad image in user turn (image {})", images.len())
+                    })?;
+                    images.push(img);
+                    bytes.push(b.clone());
+                    parts.push(Part::Image);
+                }
+            }
+        }
+        let message = ChatTokenizer::user_message(&parts);
+        let delta = self.tokenizer.render_delta(&s.messages, message.clone())?;
+        let ids = self.tokenizer.encode(&delta)?;
+        let pad = self.model.cfg.image_token_id;
+        let merge = self.model.cfg.vision.spatial_merge_size;
+        let placeholders = ids.iter().filter(|&&t| t == pad).count();
+        ensure!(
+            placeholders == images.len(),
+            "the user turn renders {placeholders} image placeholders for {} images",
+            images.len()
+        );
+        let mut expanded = Vec::with_capacity(ids.len());
+        let mut next = images.iter();
+        for &t in &ids {
+            if t == pad {
+                let n = next.next().expect("counted").num_tokens(merge);
+                expanded.extend(std::iter::repeat_n(pad, n));
+            } else {
+                expanded.push(t);
+            }
+        }
+        self.close_open_turn(s)?;
+        self.append(s, &expanded, images, None)?;
+        s.transcript.images.extend(bytes);
+        s.messages.push(message);
+        Ok(())
+    }
+
+    fn reference_model(&self) -> (&QwenVl, Mode) {
+        match &self.reference {
+            Some(r) => (r, Mode::EVAL),
+            None => (&self.model, Mode::REFERENCE),
+        }
+    }
+
+    fn batch(&self, model: &QwenVl, batch: &[&Transcript]) -> Result<Batch> {
+        let tokens: Vec<&[i64]> = batch.iter().map(|t| t.tokens.as_slice()).collect();
+        let images = batch
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                self.process_all(&t.images)
+                    .with_context(|| format!("transcript {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Batch::new(model, &tokens, &images)
+    }
+
+    fn vision_grad(&self) -> bool {
+        !self.opts.freeze_vision && self.opts.lora.is_none()
+    }
+}
+
+impl Policy for QwenVlPolicy {
+    type Session = QwenSession;
+
+    fn open(&mut self, user: &[Segment]) -> Result<QwenSession> {
+        let mut s = QwenSession {
+            transcript: Transcript::default(),
+            messages: Vec::new(),
+            seq: SeqState::new(),
+            open_turn: false,
+        };
+        self.user_turn(&mut s, user)?;
+        Ok(s)
+    }
+
+    fn push_user(&mut self, session: &mut QwenSession, user: &[Segment]) -> Result<()> {
+        self.user_turn(session, user)
+    }
+
+    fn generate(
+        &mut self,
+        sessions: &mut [&mut QwenSession],
+        params: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<TurnOutput>> {
+        ensure!(
+            params.temperature >= 0.0,
+            "temperature {} is negative",
+            params.temperature
+        );
+        ensure!(
+            params.top_p > 0.0 && params.top_p <= 1.0,
+            "top_p {} is not in (0, 1]",
+            params.top_p
+        );
+        for s in sessions.iter_mut() {
+            self.close_open_turn(s)?;
+            let prompt = self.gen_prompt.clone();
+            self.append(s, &prompt, Vec::new(), None)?;
+        }
+        let gp = GenParams {
+            sampling: Sampling {
+                temperature: params.temperature,
+                top_p: params.top_p,
+                top_k: params.top_k,
+            },
+            max_new_tokens: params.max_new_tokens,
+            stop: Some(self.tokenizer.im_end),
+        };
+        let mut stats = GenStats::default();
+        let outs = {
+            let mut seqs: Vec<&mut SeqState> = sessions.iter_mut().map(|s| &mut s.seq).collect();
+            generate(&self.model, &mut seqs, &gp, seed, Mode::EVAL, &mut stats)?
+        };
+        self.last_stats = stats;
+        let mut turns = Vec::with_capacity(outs.len());
+        for (s, out) in sessions.iter_mut().zip(outs) {
+            // The generator already holds the sampled ids; the transcript
+            // records them, then the template's rest after <|im_end|>.
+            let t = &mut s.transcript;
+            t.tokens.extend_from_slice(&out.ids);
+            t.response_mask
+                .extend(std::iter::repeat_n(1, out.ids.len()));
+            t.sample_logprobs.extend_from_slice(&out.logprobs);
+            let body = if out.stopped {
+                &out.ids[..out.ids.len() - 1]
+            } else {
+                &out.ids[..]
+            };
+            let text = self.tokenizer.decode(body, false)?;
+            if out.stopped {
+                let rest = self.closer_rest.clone();
+                self.append(s, &rest, Vec::new(), None)?;
+            } else {
+                s.open_turn = true;
+            }
+            s.messages.push(ChatTokenizer::assistant_message(&text));
+            turns.push(TurnOutput {
+                text,
+                token_ids: out.ids,
+                logprobs: out.logprobs,
+                finish: if out.stopped {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::Length
+                },
+            });
+        }
+        Ok(turns)
+    }
+
+    fn push_assistant(&mut self, s: &mut QwenSession, text: &str) -> Result<()> {
+        self.close_open_turn(s)?;
+        let prompt = self.gen_prompt.clone();
+        self.append(s, &prompt, Vec::new(), None)?;
+        let mut ids = self.tokenizer.encode(text)?;
+        ids.push(self.tokenizer.im_end);
+        let zeros = vec![0.0; ids.len()];
+        self.append(s, &ids, Vec::new(), Some(&zeros))?;
+        let rest = self.closer_rest.clone();
+        self.append(s, &rest, Vec::new(), None)?;
+        s.messages.push(ChatTokenizer::assistant_message(text));
+        Ok(())
+    }
+
+    fn transcript<'s>(&self, session: &'s QwenSession) -> &'s Transcript {
+        &session.transcript
+    }
+}
+
+impl TrainablePolicy for QwenVlPolicy {
+    fn score(
+        &mut self,
+        batch: &[&Transcript],
+        temperature: f64,
+        with_entropy: bool,
+    ) -> Result<TokenScores> {
+        ensure!(temperature > 0.0, "scoring temperature must be positive");
+        let b = self.batch(&self.model, batch)?;
+        scoring::score(
+            &self.model,
+            &b,
+            temperature,
+            with_entropy,
+            Mode::TRAIN,
+            self.vision_grad(),
+        )
+    }
+
+    fn score_reference(&mut self, batch: &[&Transcript], temperature: f64) -> Result<Tensor> {
+        ensure!(temperature > 0.0, "scoring temperature must be positive");
+        let (model, mode) = self.reference_model();
+        let b = self.batch(model, batch)?;
+        tch::no_grad(|| scoring::score(model, &b, temperature, false, mode, false))
+            .map(|s| s.logprobs)
+    }
+
+    fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        if self.opts.lora.is_some() {
+            for layer in &self.model.text.layers {
+                for (_, lin) in layer.linears() {
+                    if let Some(l) = &lin.lora {
+                        out.push((format!("{}.lora_A.weight", lin.name), l.a.shallow_clone()));
+                        out.push((format!("{}.lora_B.weight", lin.name), l.b.shallow_clone()));
+                    }
+                }
+            }
+        } else {
+            for (n, t) in &self.model.params {
+                if t.requires_grad() {
+                    out.push((n.clone(), t.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn backward_scores(
+        &mut self,
+        batch: &[&Transcript],
+        temperature: f64,
+        with_entropy: bool,
+        loss: &mut dyn FnMut(&TokenScores) -> Result<Tensor>,
+    ) -> Result<()> {
+        if !self.opts.gradient_checkpointing {
+            let scores = self.score(batch, temperature, with_entropy)?;
+            loss(&scores)?.backward();
+            return Ok(());
+        }
+        ensure!(temperature > 0.0, "scoring temperature must be positive");
+        let b = self.batch(&self.model, batch)?;
+        let dropout = self.opts.lora.as_ref().is_some_and(|l| l.dropout > 0.0);
+        self.dropout_calls += 1;
+        let base = self.dropout_calls.wrapping_mul(0x9E37_79B9) as i64;
+        let reseed = move |l: usize| {
+            if dropout {
+                tch::manual_seed(base.wrapping_add(l as i64));
+            }
+        };
+        let embed_grad = self.opts.lora.is_none();
+        scoring::backward_checkpointed(
+            &self.model,
+            &b,
+            temperature,
+            with_entropy,
+            Mode::TRAIN,
+            embed_grad,
+            self.vision_grad(),
+            &reseed,
+            loss,
+        )
+    }
+
+    fn device(&self) -> Device {
+        self.opts.device
+    }
+
+    fn export(&self, dir: &Path) -> Result<()> {
+        self.save_pretrained(dir)
+    }
+}
+
+impl std::fmt::Debug for QwenVlPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QwenVlPolicy")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish()
+    }
+}

@@ -1,0 +1,189 @@
+//! The training forward: teacher-forced per-token log-probs (and entropy)
+//! of whole transcripts, and its gradient-checkpointed backward, which keeps
+//! only each decoder layer's input and recomputes the layer on the way back.
+
+use super::image::ProcessedImage;
+use super::layers::Mode;
+use super::qwen::{QwenVl, VisionInput};
+use super::rope::{positions_tensor, rope_positions};
+use super::text::AttnMask;
+use crate::policy::TokenScores;
+use anyhow::{Result, ensure};
+use tch::{Kind, Tensor};
+
+/// A right-padded batch of transcripts, ready for the model.
+pub struct Batch {
+    pub ids: Tensor,
+    pub positions: Tensor,
+    pub pixel_values: Option<Tensor>,
+    pub grids: Vec<[i64; 3]>,
+    /// (B, L) f32: 1 where a token is predicted (0 < t < len).
+    pub valid: Tensor,
+    pub len: i64,
+}
+
+impl Batch {
+    /// `images[i]` are transcript i's processed images, in order.
+    pub fn new(model: &QwenVl, tokens: &[&[i64]], images: &[Vec<ProcessedImage>]) -> Result<Self> {
+        let device = model.device();
+        let b = tokens.len();
+        ensure!(b > 0, "scoring an empty batch");
+        let len = tokens.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        let merge = model.cfg.vision.spatial_merge_size as i64;
+        let pad = if model.cfg.image_token_id == 0 { 1 } else { 0 };
+        let mut ids = vec![pad; b * len];
+        let mut valid = vec![0f32; b * len];
+        let mut rows = Vec::with_capacity(b);
+        let mut pv = Vec::new();
+        let mut grids = Vec::new();
+        for (i, (toks, imgs)) in tokens.iter().zip(images).enumerate() {
+            ids[i * len..i * len + toks.len()].copy_from_slice(toks);
+            for v in valid[i * len + 1..i * len + toks.len().max(1)].iter_mut() {
+                *v = 1.0;
+            }
+            let merged: Vec<[i64; 3]> = imgs
+                .iter()
+                .map(|im| {
+                    [
+                        im.grid_thw[0],
+                        im.grid_thw[1] / merge,
+                        im.grid_thw[2] / merge,
+                    ]
+                })
+                .collect();
+            let (pos, _) = rope_positions(toks, model.cfg.image_token_id, &merged, 0)
+                .map_err(|e| anyhow::anyhow!("transcript {i}: {e}"))?;
+            rows.push(pos);
+            for im in imgs {
+                pv.push(im.pixel_values.shallow_clone());
+                grids.push(im.grid_thw);
+            }
+        }
+        Ok(Self {
+            ids: Tensor::from_slice(&ids)
+                .view([b as i64, len as i64])
+                .to_device(device),
+            positions: positions_tensor(&rows, len, device),
+            pixel_values: (!pv.is_empty()).then(|| Tensor::cat(&pv, 0)),
+            grids,
+            valid: Tensor::from_slice(&valid)
+                .view([b as i64, len as i64])
+                .to_device(device),
+            len: len as i64,
+        })
+    }
+
+    fn vision(&self) -> Option<VisionInput<'_>> {
+        self.pixel_values.as_ref().map(|pv| VisionInput {
+            pixel_values: pv,
+            grids: &self.grids,
+        })
+    }
+}
+
+/// Embeddings of the batch (vision tower included).
+pub fn embed(model: &QwenVl, batch: &Batch, mode: Mode, vision_grad: bool) -> Result<Tensor> {
+    model.embed(&batch.ids, batch.vision(), mode, vision_grad)
+}
+
+/// Log-probs (and entropy) from final hidden states (B, L, D).
+pub fn scores_from_hidden(
+    model: &QwenVl,
+    batch: &Batch,
+    hidden: &Tensor,
+    temperature: f64,
+    with_entropy: bool,
+) -> TokenScores {
+    let len = batch.len;
+    let b = hidden.size()[0];
+    let logits = model
+        .text
+        .logits(&hidden.narrow(1, 0, len - 1))
+        .to_kind(Kind::Float)
+        / temperature;
+    let lse = logits.logsumexp([-1], false);
+    let next = batch.ids.narrow(1, 1, len - 1).unsqueeze(-1);
+    let picked = logits.gather(2, &next, false).squeeze_dim(-1) - &lse;
+    let zero = Tensor::zeros([b, 1], (Kind::Float, hidden.device()));
+    let logprobs = Tensor::cat(&[&zero, &picked], 1) * &batch.valid;
+    let entropy = with_entropy.then(|| {
+        let p = (&logits - lse.unsqueeze(-1)).exp();
+        let h = &lse - (p * &logits).sum_dim_intlist(-1, false, Kind::Float);
+        Tensor::cat(&[&zero, &h], 1) * &batch.valid
+    });
+    TokenScores { logprobs, entropy }
+}
+
+/// The plain training forward; records autograd unless under `no_grad`.
+pub fn score(
+    model: &QwenVl,
+    batch: &Batch,
+    temperature: f64,
+    with_entropy: bool,
+    mode: Mode,
+    vision_grad: bool,
+) -> Result<TokenScores> {
+    let embeds = embed(model, batch, mode, vision_grad)?;
+    let hidden = model.decode(&embeds, &batch.positions, &AttnMask::Causal, None, mode);
+    Ok(scores_from_hidden(
+        model,
+        batch,
+        &hidden,
+        temperature,
+        with_entropy,
+    ))
+}
+
+/// Gradient checkpointing: forward without autograd keeping each layer's
+/// input, the loss's backward from the last hidden state, then each layer
+/// recomputed with autograd in reverse and back-propagated with the
+/// surrogate (out · grad_out).sum(). `reseed(l)` is called before every run
+/// of layer l, so dropout draws the same masks on both passes.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_checkpointed(
+    model: &QwenVl,
+    batch: &Batch,
+    temperature: f64,
+    with_entropy: bool,
+    mode: Mode,
+    embed_grad: bool,
+    vision_grad: bool,
+    reseed: &dyn Fn(usize),
+    loss: &mut dyn FnMut(&TokenScores) -> Result<Tensor>,
+) -> Result<()> {
+    let (cos, sin) = model.text.rope.tables(&batch.positions, model.kind());
+    let layers = &model.text.layers;
+    let mut inputs = Vec::with_capacity(layers.len() + 1);
+    inputs.push(tch::no_grad(|| embed(model, batch, mode, false))?);
+    for (l, layer) in layers.iter().enumerate() {
+        reseed(l);
+        let x = inputs.last().expect("embeddings");
+        let y = tch::no_grad(|| layer.forward(x, &cos, &sin, &AttnMask::Causal, None, mode));
+        inputs.push(y);
+    }
+    let top = inputs
+        .pop()
+        .expect("last layer output")
+        .detach()
+        .set_requires_grad(true);
+    let hidden = model.text.norm.forward(&top);
+    let scores = scores_from_hidden(model, batch, &hidden, temperature, with_entropy);
+    loss(&scores)?.backward();
+    let mut grad = top.grad();
+    for (l, layer) in layers.iter().enumerate().rev() {
+        reseed(l);
+        let x = inputs
+            .pop()
+            .expect("layer input")
+            .detach()
+            .set_requires_grad(true);
+        let y = layer.forward(&x, &cos, &sin, &AttnMask::Causal, None, mode);
+        (y * &grad).sum(Kind::Float).backward();
+        grad = x.grad();
+    }
+    if embed_grad || vision_grad {
+        let e = embed(model, batch, mode, vision_grad)?;
+        (e * &grad).sum(Kind::Float).backward();
+    }
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! QwenVlPolicy on the demo world's tiny model (random weights): sessions,
+//! batching, the KV cache, the PPO ratio invariant, masks, LoRA, frozen
+//! vision and gradient checkpointing.
+
+use mmsr_trainer::demo::world::WorldConfig;
+use mmsr_trainer::demo::{DemoDataConfig, Layout};
+use mmsr_trainer::model::{LoraOptions, PolicyOptions, QwenVlPolicy};
+use mmsr_trainer::policy::{Policy, SampleParams, Segment, TrainablePolicy, Transcript};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tch::{Kind, Tensor};
+
+struct Demo {
+    _dir: tempfile::TempDir,
+    model: PathBuf,
+    photos: Vec<Vec<u8>>,
+}
+
+fn demo() -> &'static Demo {
+    static D: OnceLock<Demo> = OnceLock::new();
+    D.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DemoDataConfig {
+            world: WorldConfig {
+                seed: 3,
+                known: 6,
+                unknown_train: 12,
+                unknown_test: 6,
+                decoys: 6,
+                ..WorldConfig::default()
+            },
+            vocab_size: 700,
+            ..DemoDataConfig::default()
+        };
+        mmsr_trainer::demo::generate(dir.path(), &cfg, &[]).unwrap();
+        let layout = Layout::new(dir.path());
+        let mut photos: Vec<PathBuf> = std::fs::read_dir(layout.corpus().join("queries"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        photos.sort();
+        Demo {
+            model: layout.model(),
+            photos: photos
+                .iter()
+                .take(3)
+                .map(|p| std::fs::read(p).unwrap())
+                .collect(),
+            _dir: dir,
+        }
+    })
+}
+
+fn policy(opts: PolicyOptions) -> QwenVlPolicy {
+    QwenVlPolicy::init_random(&demo().model, 7, &opts).unwrap()
+}
+
+fn greedy(n: usize) -> SampleParams {
+    SampleParams {
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        max_new_tokens: n,
+    }
+}
+
+fn text(s: &str) -> Segment {
+    Segment::Text(s.to_string())
+}
+
+fn image(i: usize) -> Segment {
+    Segment::Image(demo().photos[i].clone())
+}
+
+fn grads_of(p: &QwenVlPolicy) -> Vec<(String, Option<Tensor>)> {
+    p.trainable_parameters()
+        .into_iter()
+        .map(|(n, t)| {
+            let g = t.grad();
+            (n, g.defined().then(|| g.copy()))
+        })
+        .collect()
+}
+
+#[test]
+fn init_random_opens_generates_and_scores_the_demo_model() {
+    let mut p = policy(PolicyOptions::default());
+    let mut s = p
+        .open(&[image(0), text("Which town has this emblem?")])
+        .unwrap();
+    let params = SampleParams {
+        temperature: 1.0,
+        max_new_tokens: 12,
+        ..SampleParams::default()
+    };
+    let out = p.generate(&mut [&mut s], &params, 5).unwrap();
+    assert!(!out[0].token_ids.is_empty() && out[0].token_ids.len() <= 12);
+    let t = p.transcript(&s).clone();
+    assert_eq!(t.tokens.len(), t.response_mask.len());
+    assert_eq!(t.tokens.len(), t.sample_logprobs.len());
+    assert_eq!(t.images.len(), 1);
+    let scores = p.score(&[&t], 1.0, true).unwrap();
+    assert_eq!(scores.logprobs.size(), vec![1, t.tokens.len() as i64]);
+    assert_eq!(
+        scores.entropy.unwrap().size(),
+        vec![1, t.tokens.len() as i64]
+    );
+    // Same seed, same sample.
+    let mut s2 = p
+        .open(&[image(0), text("Which town has this emblem?")])
+        .unwrap();
+    let again = p.generate(&mut [&mut s2], &params, 5).unwrap();
+    assert_eq!(again[0].token_ids, out[0].token_ids);
+}
+
+#[test]
+fn batched_greedy_equals_one_at_a_time() {
+    let mut p = policy(PolicyOptions::default());
+    let prompts: Vec<Vec<Segment>> = vec![
+        vec![text("Hi")],
+        vec![
+            image(0),
+            text("Which town has this emblem? Think, then answer briefly."),
+        ],
+        vec![text(
+            "A longer question about the emblem of a town in a region far away, with founders.",
+        )],
+    ];
+    let mut batched: Vec<_> = prompts.iter().map(|u| p.open(u).unwrap()).collect();
+    let outs = {
+        let mut refs: Vec<_> = batched.iter_mut().collect();
+        p.generate(&mut refs, &greedy(10), 1).unwrap()
+    };
+    for (u, got) in prompts.iter().zip(&outs) {
+        let mut alone = p.open(u).unwrap();
+        let want = p
+            .generate(&mut [&mut alone], &greedy(10), 1)
+            .unwrap()
+            .remove(0);
+        assert_eq!(got.token_ids, want.token_ids);
+        for (a, b) in got.logprobs.iter().zip(&want.logprobs) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn resumed_generation_equals_recomputing_from_scratch() {
+    let mut p = policy(PolicyOptions::default());
+    let mut s = p.open(&[image(0), text("Which town?")]).unwrap();
+    p.generate(&mut [&mut s], &greedy(6), 0).unwrap();
+    p.push_user(
+        &mut s,
+        &[
+            text("<information>\n"),
+            image(1),
+            text("\n</information>\nAnswer now."),
+        ],
+    )
+    .unwrap();
+    let before = s.cached_len();
+    assert!(before > 0, "the first turn is cached");
+    let mut fresh = p.uncached(&s).unwrap();
+    assert_eq!(fresh.cached_len(), 0);
+    let resumed = p.generate(&mut [&mut s], &greedy(8), 0).unwrap().remove(0);
+    let recomputed = p
+        .generate(&mut [&mut fresh], &greedy(8), 0)
+        .unwrap()
+        .remove(0);
+    assert_eq!(resumed.token_ids, recomputed.token_ids);
+    for (a, b) in resumed.logprobs.iter().zip(&recomputed.logprobs) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    assert!(s.cached_len() > before, "the second turn joined the cache");
+    assert_eq!(p.transcript(&s).tokens, p.transcript(&fresh).tokens);
+}
+
+#[test]
+fn sampled_log_probs_equal_teacher_forced_scores() {
+    let mut p = policy(PolicyOptions::default());
+    let params = SampleParams {
+        temperature: 0.7,
+        top_p: 0.9,
+        top_k: 50,
+        max_new_tokens: 10,
+    };
+    let mut a = p.open(&[image(0), text("Which town?")]).unwrap();
+    let mut b = p.open(&[text("Name a town.")]).unwrap();
+    p.generate(&mut [&mut a, &mut b], &params, 9).unwrap();
+    p.push_user(&mut a, &[text("More:"), image(2)]).unwrap();
+    p.push_user(&mut b, &[text("Again.")]).unwrap();
+    p.generate(&mut [&mut a, &mut b], &params, 10).unwrap();
+    let ts: Vec<Transcript> = [&a, &b].iter().map(|s| p.transcript(s).clone()).collect();
+    let scores = tch::no_grad(|| p.score(&[&ts[0], &ts[1]], 0.7, false).unwrap());
+    for (row, t) in ts.iter().enumerate() {
+        let lp = Vec::<f32>::try_from(scores.logprobs.get(row as i64)).unwrap();
+        let mut n = 0;
+        for (i, &m) in t.response_mask.iter().enumerate() {
+            if m == 1 {
+                n += 1;
+                assert!(
+                    (lp[i] - t.sample_logprobs[i]).abs() < 1e-4,
+                    "row {row} token {i}: scored {} sampled {}",
+                    lp[i],
+                    t.sample_logprobs[i]
+                );
+            }
+        }
+        assert!(n > 0);
+        assert!(
+            lp[t.tokens.len()..].iter().all(|&x| x == 0.0),
+            "padding scores 0"
+        );
+        assert_eq!(lp[0], 0.0);
+    }
+}
+
+#[test]
+fn response_mask_covers_exactly_the_generated_tokens() {
+    let mut p = policy(PolicyOptions::default());
+    let image_pad = p.tokenizer().token_id("<|image_pad|>").unwrap();
+    let mut s = p.open(&[text("Look:")]).unwrap();
+    let first = p.generate(&mut [&mut s], &greedy(5), 0).unwrap().remove(0);
+    p.push_user(
+        &mut s,
+        &[text("<information>"), image(1), text("</information>")],
+    )
+    .unwrap();
+    p.push_assistant(&mut s, "<answer>Vorlak</answer>").unwrap();
+    p.push_user(&mut s, &[text("Sure?")]).unwrap();
+    let last = p.generate(&mut [&mut s], &greedy(5), 0).unwrap().remove(0);
+    let t = p.transcript(&s);
+    let forced = p
+        .tokenizer()
+        .encode("<answer>Vorlak</answer><|im_end|>")
+        .unwrap();
+    let mut want = Vec::new();
+    want.extend(first.token_ids.iter().copied());
+    want.extend(forced.iter().copied());
+    want.extend(last.token_ids.iter().copied());
+    let masked: Vec<i64> = t
+        .tokens
+        .iter()
+        .zip(&t.response_mask)
+        .filter(|(_, m)| **m == 1)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(masked, want);
+    let pads: Vec<usize> = (0..t.tokens.len())
+        .filter(|&i| t.tokens[i] == image_pad)
+        .collect();
+    let img = p.processor().process_bytes(&demo().photos[1]).unwrap();
+    assert_eq!(pads.len(), img.num_tokens(2));
+    assert!(pads.iter().all(|&i| t.response_mask[i] == 0));
+    assert_eq!(t.images.len(), 1);
+    // Framing is the template's: the text with mask 0 reads as chat turns.
+    let framing: Vec<i64> = t
+        .tokens
+        .iter()
+        .zip(&t.response_mask)
+        .filter(|(t, m)| **m == 0 && **t != image_pad)
+        .map(|(t, _)| *t)
+        .collect();
+    let text = p.tokenizer().decode(&framing, false).unwrap();
+    assert!(text.starts_with("<|im_start|>system\n"), "{text}");
+    assert_eq!(text.matches("<|im_start|>assistant\n").count(), 3, "{text}");
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+}
+
+#[test]
+fn a_corrupt_image_is_refused_and_leaves_the_session_as_it_was() {
+    let mut p = policy(PolicyOptions::default());
+    let mut s = p.open(&[text("Hi")]).unwrap();
+    let before = p.transcript(&s).clone();
+    let err = p
+        .push_user(
+            &mut s,
+            &[Segment::Image(b"\xff\xd8\xff\xe0 truncated".to_vec())],
+        )
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("image"), "{err:#}");
+    assert_eq!(p.transcript(&s).tokens, before.tokens);
+    p.push_user(&mut s, &[text("fine")]).unwrap();
+}
+
+#[test]
+fn lora_starts_as_the_base_and_merges_on_export() {
+    let lora = LoraOptions {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+    };
+    let mut p = policy(PolicyOptions {
+        lora: Some(lora),
+        ..PolicyOptions::default()
+    });
+    let mut s = p.open(&[image(0), text("Which town?")]).unwrap();
+    p.generate(&mut [&mut s], &greedy(6), 0).unwrap();
+    let t = p.transcript(&s).clone();
+    let adapted = tch::no_grad(|| p.score(&[&t], 1.0, false).unwrap().logprobs);
+    let base = p.score_reference(&[&t], 1.0).unwrap();
+    assert!(adapted.allclose(&base, 1e-6, 1e-6, false), "B = 0 at init");
+    let params = p.trainable_parameters();
+    assert_eq!(params.len(), 4 * 3 * 2);
+    assert!(
+        params
+            .iter()
+            .all(|(n, t)| n.contains(".lora_") && t.requires_grad())
+    );
+    // Pretend training moved the adapters.
+    tch::no_grad(|| {
+        for (n, t) in &params {
+            if n.ends_with("lora_B.weight") {
+                let mut t = t.shallow_clone();
+                let _ = t.copy_(&(Tensor::randn(t.size(), (Kind::Float, t.device())) * 0.05));
+            }
+        }
+    });
+    let adapted = tch::no_grad(|| p.score(&[&t], 1.0, false).unwrap().logprobs);
+    let diff = f64::try_from((&adapted - &base).abs().max()).unwrap();
+    assert!(diff > 1e-3, "adapters change the scores ({diff})");
+    let out = tempfile::tempdir().unwrap();
+    p.save_pretrained(out.path()).unwrap();
+    let mut merged = QwenVlPolicy::load(out.path(), &PolicyOptions::default()).unwrap();
+    let got = tch::no_grad(|| merged.score(&[&t], 1.0, false).unwrap().logprobs);
+    let d = f64::try_from((&got - &adapted).abs().max()).unwrap();
+    assert!(d < 1e-4, "merged export differs by {d}");
+}
+
+#[test]
+fn frozen_vision_gets_no_gradients() {
+    for freeze in [true, false] {
+        let mut p = policy(PolicyOptions {
+            freeze_vision: freeze,
+            ..PolicyOptions::default()
+        });
+        let mut s = p.open(&[image(0), text("Which town?")]).unwrap();
+        p.push_assistant(&mut s, "<answer>Vorlak</answer>").unwrap();
+        let t = p.transcript(&s).clone();
+        let scores = p.score(&[&t], 1.0, false).unwrap();
+        scores.logprobs.sum(Kind::Float).backward();
+        let visual: Vec<_> = p
+            .model()
+            .params
+            .iter()
+            .filter(|(n, _)| n.starts_with("visual."))
+            .collect();
+        assert!(!visual.is_empty());
+        let vision_grads = visual.iter().filter(|(_, t)| t.grad().defined()).count();
+        let trainable_visual = p
+            .trainable_parameters()
+            .iter()
+            .filter(|(n, _)| n.starts_with("visual."))
+            .count();
+        if freeze {
+            assert_eq!(vision_grads, 0);
+            assert_eq!(trainable_visual, 0);
+        } else {
+            assert_eq!(vision_grads, visual.len());
+            assert_eq!(trainable_visual, visual.len());
+        }
+        let decoder = p
+            .trainable_parameters()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("model.layers."))
+            .all(|(_, t)| t.grad().defined());
+        assert!(decoder, "decoder weights get gradients");
+    }
+}
+
+#[test]
+fn checkpointed_backward_matches_the_plain_one() {
+    for lora in [None, Some(LoraOptions::default())] {
+        let opts = |gc| PolicyOptions {
+            freeze_vision: false,
+            gradient_checkpointing: gc,
+            lora: lora.clone(),
+            ..PolicyOptions::default()
+        };
+        let mut plain = policy(opts(false));
+        let mut ckpt = policy(opts(true));
+        let mut s = plain.open(&[image(0), text("Which town?")]).unwrap();
+        plain.generate(&mut [&mut s], &greedy(6), 0).unwrap();
+        plain
+            .push_user(&mut s, &[text("And this?"), image(1)])
+            .unwrap();
+        plain
+            .push_assistant(&mut s, "<answer>Tessin</answer>")
+            .unwrap();
+        let a = plain.transcript(&s).clone();
+        let b = {
+            let mut s = plain.open(&[text("Name a town.")]).unwrap();
+            plain.push_assistant(&mut s, "Vorlak").unwrap();
+            plain.transcript(&s).clone()
+        };
+        let mut loss = |sc: &mmsr_trainer::policy::TokenScores| -> anyhow::Result<Tensor> {
+            Ok(-sc.logprobs.sum(Kind::Float) * 0.1
+                + sc.entropy.as_ref().unwrap().sum(Kind::Float) * 0.01)
+        };
+        plain
+            .backward_scores(&[&a, &b], 0.9, true, &mut loss)
+            .unwrap();
+        ckpt.backward_scores(&[&a, &b], 0.9, true, &mut loss)
+            .unwrap();
+        let (ga, gb) = (grads_of(&plain), grads_of(&ckpt));
+        assert_eq!(ga.len(), gb.len());
+        let mut checked = 0;
+        for ((n, x), (m, y)) in ga.iter().zip(&gb) {
+            assert_eq!(n, m);
+            match (x, y) {
+                (Some(x), Some(y)) => {
+                    let scale = f64::try_from(x.abs().max()).unwrap().max(1e-6);
+                    let d = f64::try_from((x - y).abs().max()).unwrap();
+                    assert!(
+                        d <= 1e-4 * scale + 1e-7,
+                        "{n}: gradients differ by {d} (scale {scale})"
+                    );
+                    checked += 1;
+                }
+                (None, None) => {}
+                _ => panic!("{n}: a gradient on one path only"),
+            }
+        }
+        assert!(checked > 0);
+    }
+}
+
+#[test]
+fn the_reference_is_the_initial_weights() {
+    let mut p = policy(PolicyOptions::default());
+    let mut s = p.open(&[text("Name a town.")]).unwrap();
+    p.push_assistant(&mut s, "Vorlak").unwrap();
+    let t = p.transcript(&s).clone();
+    let before = p.score_reference(&[&t], 1.0).unwrap();
+    assert!(!before.requires_grad());
+    tch::no_grad(|| {
+        for (_, w) in p.trainable_parameters() {
+            let mut w = w.shallow_clone();
+            let _ = w.g_add_(&(Tensor::randn(w.size(), (Kind::Float, w.device())) * 0.05));
+        }
+    });
+    let after = p.score_reference(&[&t], 1.0).unwrap();
+    assert!(after.allclose(&before, 1e-6, 1e-6, false));
+    let now = tch::no_grad(|| p.score(&[&t], 1.0, false).unwrap().logprobs);
+    assert!(f64::try_from((&now - &before).abs().max()).unwrap() > 1e-3);
+}
