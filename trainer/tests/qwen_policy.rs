@@ -313,7 +313,7 @@ fn lora_starts_as_the_base_and_merges_on_export() {
         for (n, t) in &params {
             if n.ends_with("lora_B.weight") {
                 let mut t = t.shallow_clone();
-                let _ = t.copy_(&(Tensor::randn(t.size(), (Kind::Float, t.device())) * 0.05));
+                t.copy_(&(Tensor::randn(t.size(), (Kind::Float, t.device())) * 0.05));
             }
         }
     });
@@ -444,4 +444,55 @@ fn the_reference_is_the_initial_weights() {
     assert!(after.allclose(&before, 1e-6, 1e-6, false));
     let now = tch::no_grad(|| p.score(&[&t], 1.0, false).unwrap().logprobs);
     assert!(f64::try_from((&now - &before).abs().max()).unwrap() > 1e-3);
+}
+
+#[test]
+fn the_rollout_engine_drives_the_policy() {
+    use mmsr_trainer::rollout::{
+        Prompts, RolloutConfig, RolloutEngine, RolloutRequest, check_transcript,
+    };
+    use mmsr_trainer::tools::{FakeSearchTools, ToolObservation};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tools = FakeSearchTools::new(std::time::Duration::from_millis(1), |_| {
+        ToolObservation::text("nothing".to_string())
+    });
+    let cfg = RolloutConfig {
+        max_turn_tokens: 8,
+        max_response_tokens: 24,
+        ..RolloutConfig::default()
+    };
+    let engine = RolloutEngine::new(
+        cfg,
+        Arc::new(Prompts::builtin()),
+        Arc::new(tools),
+        rt.handle().clone(),
+    );
+    let requests: Vec<RolloutRequest> = (0..3)
+        .map(|i| RolloutRequest {
+            question: format!("Which town is this? ({i})"),
+            image: demo().photos[i].clone(),
+            image_url: None,
+        })
+        .collect();
+    let mut p = policy(PolicyOptions::default());
+    let (trajs, stats) = engine.run(&mut p, &requests, 11).unwrap();
+    assert_eq!(trajs.len(), 3);
+    assert!(stats.generate_calls >= 1);
+    eprintln!(
+        "{stats:?} {:?} {:?}",
+        p.last_stats,
+        trajs
+            .iter()
+            .map(|t| t.transcript.tokens.len())
+            .collect::<Vec<_>>()
+    );
+    for t in &trajs {
+        check_transcript(&t.transcript, &t.turns).unwrap();
+        assert_eq!(t.transcript.images.len(), 1);
+    }
 }

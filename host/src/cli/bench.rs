@@ -31,6 +31,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchKind::Generate => {
+            let report = mmsr_trainer::bench::generate::run()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                mmsr_trainer::bench::generate::print_table(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => anyhow::bail!("`mmsr-host bench {other:?}` is not built yet"),
     }
 }

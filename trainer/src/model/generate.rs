@@ -127,6 +127,14 @@ struct Row {
     rng: ChaCha8Rng,
 }
 
+/// A row taken out of the batch: its output and its new compact cache.
+struct Finished {
+    out: Generated,
+    cache: Vec<(Tensor, Tensor)>,
+    cached: usize,
+    last_pos: i64,
+}
+
 fn row_seed(seed: u64, k: usize) -> u64 {
     seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
@@ -206,6 +214,11 @@ fn generate_inner(
         row[(c_max + n - p) as usize..(c_max + n) as usize].fill(true);
     }
 
+    // Without gaps in the layout, decode steps need no mask at all.
+    let gaps = seqs
+        .iter()
+        .any(|s| (s.cached as i64) < c_max || (s.pending.len() as i64) < n);
+
     // Prefill: every row's pending tokens, right-aligned in N columns.
     let t0 = std::time::Instant::now();
     let pad = if model.cfg.image_token_id == 0 { 1 } else { 0 };
@@ -281,8 +294,7 @@ fn generate_inner(
             rng: ChaCha8Rng::seed_from_u64(row_seed(seed, k)),
         })
         .collect();
-    let mut done: Vec<Option<(Generated, Vec<(Tensor, Tensor)>, i64, i64)>> =
-        (0..b).map(|_| None).collect();
+    let mut done: Vec<Option<Finished>> = (0..b).map(|_| None).collect();
     let mut col = c_max + n;
     let mut step = 0i64;
     while !rows.is_empty() {
@@ -314,7 +326,12 @@ fn generate_inner(
                     })
                     .collect();
                 let last_pos = row.pos + row.fed;
-                done[row.seq] = Some((row.out.clone(), cache, cols.len() as i64, last_pos));
+                done[row.seq] = Some(Finished {
+                    out: row.out.clone(),
+                    cache,
+                    cached: cols.len(),
+                    last_pos,
+                });
             }
             let keep: Vec<i64> = (0..rows.len() as i64)
                 .filter(|r| !finished.contains(&(*r as usize)))
@@ -344,12 +361,16 @@ fn generate_inner(
         let pos: Vec<Vec<[i64; 3]>> = rows.iter().map(|r| vec![[r.pos + r.fed; 3]]).collect();
         let ids_t = Tensor::from_slice(&last).view([live, 1]).to_device(device);
         let _ = valid_t.narrow(1, col, 1).fill_(1);
-        let mask = valid_t.narrow(1, 0, col + 1).view([live, 1, 1, col + 1]);
+        let mask = if gaps {
+            AttnMask::Explicit(valid_t.narrow(1, 0, col + 1).view([live, 1, 1, col + 1]))
+        } else {
+            AttnMask::All
+        };
         let embeds = model.text.embed_tokens(&ids_t);
         let h = model.decode(
             &embeds,
             &positions_tensor(&pos, 1, device),
-            &AttnMask::Explicit(mask),
+            &mask,
             Some((&k_buf, &v_buf, col)),
             mode,
         );
@@ -364,9 +385,14 @@ fn generate_inner(
 
     let mut outs = Vec::with_capacity(b);
     for (k, s) in seqs.iter_mut().enumerate() {
-        let (out, cache, cached, last_pos) = done[k].take().expect("every row finishes");
+        let Finished {
+            out,
+            cache,
+            cached,
+            last_pos,
+        } = done[k].take().expect("every row finishes");
         s.cache = cache;
-        s.cached = cached as usize;
+        s.cached = cached;
         s.pending.clear();
         s.pending_pos.clear();
         s.pending_images.clear();

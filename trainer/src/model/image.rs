@@ -190,7 +190,7 @@ impl ImageProcessor {
             (false, false) => (1.0, [0.0; 3], [1.0; 3]),
         };
         if scale != 1.0 {
-            x = x * scale;
+            x *= scale;
         }
         if c.do_normalize {
             let mean = Tensor::from_slice(&mean.map(|v| v as f32)).view([1, 3, 1, 1]);

@@ -107,11 +107,17 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let kind = x.kind();
-        let xf = x.to_kind(Kind::Float);
-        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        let normed = xf * (var + self.eps).rsqrt();
-        &self.weight * normed.to_kind(kind)
+        let d = *x.size().last().expect("a last dim");
+        match x.kind() {
+            // One fused op; same math as below.
+            Kind::Float => x.rms_norm([d], Some(&self.weight), self.eps),
+            kind => {
+                let normed = x
+                    .to_kind(Kind::Float)
+                    .rms_norm([d], None::<Tensor>, self.eps);
+                &self.weight * normed.to_kind(kind)
+            }
+        }
     }
 }
 

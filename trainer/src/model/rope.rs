@@ -95,7 +95,8 @@ impl MRope {
         }
     }
 
-    /// (cos, sin), each (B, T, head_dim) in `kind`, for (3, B, T) positions.
+    /// (cos, signed sin), each (B, T, head_dim) in `kind`, for (3, B, T)
+    /// positions; see [`apply`].
     pub fn tables(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq; // (3, B, T, hd/2)
         let [s0, s1, s2] = self.section;
@@ -108,8 +109,17 @@ impl MRope {
             -1,
         );
         let emb = Tensor::cat(&[&freq, &freq], -1);
-        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+        let sin = freq.sin();
+        let signed = Tensor::cat(&[-&sin, sin], -1);
+        (emb.cos().to_kind(kind), signed.to_kind(kind))
     }
+}
+
+/// x·cos + rotate_half(x)·sin, with rotate_half(x) = (−x₂, x₁) written as
+/// roll(x)·(−sin₁, sin₂): four ops instead of seven, the same numbers.
+pub fn apply(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Tensor {
+    let d = *x.size().last().expect("a last dim");
+    x * cos + x.roll([d / 2], [-1]) * signed_sin
 }
 
 #[cfg(test)]

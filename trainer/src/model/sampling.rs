@@ -59,7 +59,7 @@ pub fn pick(logits: &Tensor, s: &Sampling, uniform: &[f64]) -> (Vec<i64>, Vec<f3
             let mut kept = sorted;
             if s.top_k > 0 && (s.top_k as i64) < v {
                 let rank = Tensor::arange(v, (Kind::Int64, kept.device())).view([1, v]);
-                kept = kept * rank.lt(s.top_k as i64).to_kind(Kind::Float);
+                kept *= rank.lt(s.top_k as i64).to_kind(Kind::Float);
             }
             if s.top_p < 1.0 {
                 let renorm = &kept / kept.sum_dim_intlist(-1, true, Kind::Float);

@@ -3,7 +3,7 @@
 //! preallocated KV buffer so decoding appends without copying the prefix.
 
 use super::config::QwenVlConfig;
-use super::layers::{Linear, Mlp, Mode, RmsNorm, rotate_half};
+use super::layers::{Linear, Mlp, Mode, RmsNorm};
 use super::lora::LoraOptions;
 use super::rope::MRope;
 use super::weights::{Init, ParamBuilder};
@@ -14,6 +14,8 @@ use tch::{Kind, Tensor};
 pub enum AttnMask {
     /// Plain causal attention over this forward's own tokens.
     Causal,
+    /// Every key (one decode step with no padding anywhere).
+    All,
     /// (B, 1, T, S) bool, true = may attend.
     Explicit(Tensor),
 }
@@ -68,8 +70,8 @@ impl Attention {
         let k = split(self.k.forward(x, mode), self.kv_heads);
         let v = split(self.v.forward(x, mode), self.kv_heads);
         let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
-        let q = &q * &cos + rotate_half(&q) * &sin;
-        let k = &k * &cos + rotate_half(&k) * &sin;
+        let q = super::rope::apply(&q, &cos, &sin);
+        let k = super::rope::apply(&k, &cos, &sin);
         let (k, v) = match kv {
             Some(slot) => {
                 slot.k.narrow(2, slot.start, t).copy_(&k);
@@ -84,6 +86,9 @@ impl Attention {
         let out = match mask {
             AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
                 &q, &k, &v, None, 0.0, true, None, true,
+            ),
+            AttnMask::All => Tensor::scaled_dot_product_attention::<Tensor>(
+                &q, &k, &v, None, 0.0, false, None, true,
             ),
             AttnMask::Explicit(m) => {
                 Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, true)

@@ -1,0 +1,219 @@
+//! `mmsr-host bench generate`: decode and prefill throughput of
+//! [`QwenVlPolicy`]'s generator on the demo's tiny Qwen2.5-VL, against
+//! transformers' `generate` on the same weights and settings, run as a
+//! subprocess in the same invocation (`tests/python/bench_generate_reference.py`).
+//!
+//! Both sides decode greedily with no stop token, so every row produces
+//! exactly `new_tokens`; decode throughput excludes the prefill (ours from
+//! the generator's own timers, transformers' as the difference between a
+//! full run and a one-token run).
+
+use crate::demo::world::WorldConfig;
+use crate::demo::{DemoDataConfig, Layout};
+use crate::model::generate::{GenParams, GenStats, SeqState, generate};
+use crate::model::layers::Mode;
+use crate::model::sampling::Sampling;
+use crate::model::{PolicyOptions, QwenVlPolicy};
+use anyhow::{Context, Result, ensure};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const NEW_TOKENS: usize = 64;
+pub const BATCH: usize = 16;
+/// Best of this many runs on each side (the machine may be shared).
+pub const ROUNDS: usize = 5;
+const PROMPT: &str = "Which town has this emblem? Think about the region, the founder and the trade, then answer briefly.";
+
+#[derive(Debug, Serialize)]
+pub struct GenerateReport {
+    pub model: String,
+    pub threads: i32,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub decode_tok_s_b1: f64,
+    pub decode_tok_s_b16: f64,
+    pub prefill_tok_s_b16: f64,
+    pub reference_decode_tok_s_b1: f64,
+    pub reference_decode_tok_s_b16: f64,
+    pub reference_prefill_tok_s_b16: f64,
+    pub decode_ratio_b1: f64,
+    pub decode_ratio_b16: f64,
+    /// Peak resident memory of this process (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+    pub reference_peak_rss_mib: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Reference {
+    decode_tok_s_b1: f64,
+    decode_tok_s_b16: f64,
+    prefill_tok_s_b16: f64,
+    peak_rss_mib: f64,
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("MMSR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/bench_generate_reference.py")
+}
+
+/// Peak resident set of this process, MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Best decode/prefill rates over `rounds` runs at batch `b`.
+fn measure(policy: &QwenVlPolicy, prompt: &[i64], b: usize, rounds: usize) -> Result<(f64, f64)> {
+    let params = GenParams {
+        sampling: Sampling::greedy(),
+        max_new_tokens: NEW_TOKENS,
+        stop: None,
+    };
+    let (mut decode, mut prefill) = (0f64, 0f64);
+    for _ in 0..rounds {
+        let mut seqs: Vec<SeqState> = (0..b).map(|_| SeqState::new()).collect();
+        for s in &mut seqs {
+            s.push(prompt, Vec::new(), policy.model())?;
+        }
+        let mut refs: Vec<&mut SeqState> = seqs.iter_mut().collect();
+        let mut stats = GenStats::default();
+        let outs = generate(
+            policy.model(),
+            &mut refs,
+            &params,
+            0,
+            Mode::EVAL,
+            &mut stats,
+        )?;
+        ensure!(
+            outs.iter().all(|o| o.ids.len() == NEW_TOKENS),
+            "a row stopped early"
+        );
+        // The first token comes from the prefill; the rest are decode steps.
+        decode = decode.max((b * (NEW_TOKENS - 1)) as f64 / stats.decode_secs);
+        prefill = prefill.max(stats.prefill_tokens as f64 / stats.prefill_secs);
+    }
+    Ok((decode, prefill))
+}
+
+pub fn run() -> Result<GenerateReport> {
+    let dir = tempfile::tempdir()?;
+    let cfg = DemoDataConfig {
+        world: WorldConfig {
+            known: 6,
+            unknown_train: 12,
+            unknown_test: 6,
+            decoys: 6,
+            ..WorldConfig::default()
+        },
+        vocab_size: 2048,
+        ..DemoDataConfig::default()
+    };
+    crate::demo::generate(dir.path(), &cfg, &[]).context("writing the tiny model's files")?;
+    let model_dir = Layout::new(dir.path()).model();
+    let policy = QwenVlPolicy::init_random(&model_dir, 0, &PolicyOptions::default())?;
+    let weights = dir.path().join("weights");
+    policy.save_pretrained(&weights)?;
+
+    let tok = policy.tokenizer();
+    let text = tok.render(
+        &[crate::model::tokenizer::ChatTokenizer::user_message(&[
+            crate::model::tokenizer::Part::Text(PROMPT.into()),
+        ])],
+        true,
+    )?;
+    let prompt = tok.encode(&text)?;
+    let threads = tch::get_num_threads();
+
+    // Warm up, then the best of a few rounds.
+    measure(&policy, &prompt, 1, 1)?;
+    let (b1, _) = measure(&policy, &prompt, 1, ROUNDS)?;
+    let (b16, prefill16) = measure(&policy, &prompt, BATCH, ROUNDS)?;
+    let peak = peak_rss_mib();
+
+    let ids = dir.path().join("prompt.json");
+    std::fs::write(&ids, serde_json::to_string(&prompt)?)?;
+    let out = Command::new(python())
+        .arg(script())
+        .arg(&weights)
+        .arg(&ids)
+        .args([
+            "--new-tokens",
+            &NEW_TOKENS.to_string(),
+            "--batch",
+            &BATCH.to_string(),
+        ])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--rounds",
+            &ROUNDS.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {}", script().display()))?;
+    ensure!(
+        out.status.success(),
+        "the transformers reference failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let r: Reference = serde_json::from_str(last)
+        .with_context(|| format!("reading the reference's output {last:?}"))?;
+    Ok(GenerateReport {
+        model: "demo tiny Qwen2.5-VL (hidden 128, 4 layers, vocab 2048), f32 CPU".into(),
+        threads,
+        prompt_tokens: prompt.len(),
+        new_tokens: NEW_TOKENS,
+        decode_tok_s_b1: b1,
+        decode_tok_s_b16: b16,
+        prefill_tok_s_b16: prefill16,
+        reference_decode_tok_s_b1: r.decode_tok_s_b1,
+        reference_decode_tok_s_b16: r.decode_tok_s_b16,
+        reference_prefill_tok_s_b16: r.prefill_tok_s_b16,
+        decode_ratio_b1: b1 / r.decode_tok_s_b1,
+        decode_ratio_b16: b16 / r.decode_tok_s_b16,
+        peak_rss_mib: peak,
+        reference_peak_rss_mib: r.peak_rss_mib,
+    })
+}
+
+pub fn print_table(r: &GenerateReport) {
+    println!("generate: {} ({} threads)", r.model, r.threads);
+    println!(
+        "prompt {} tokens, {} new tokens per row, greedy",
+        r.prompt_tokens, r.new_tokens
+    );
+    println!(
+        "{:<22}{:>14}{:>16}{:>10}",
+        "", "mmsr tok/s", "transformers", "ratio"
+    );
+    println!(
+        "{:<22}{:>14.0}{:>16.0}{:>9.2}x",
+        "decode, batch 1", r.decode_tok_s_b1, r.reference_decode_tok_s_b1, r.decode_ratio_b1
+    );
+    println!(
+        "{:<22}{:>14.0}{:>16.0}{:>9.2}x",
+        "decode, batch 16", r.decode_tok_s_b16, r.reference_decode_tok_s_b16, r.decode_ratio_b16
+    );
+    println!(
+        "{:<22}{:>14.0}{:>16.0}",
+        "prefill, batch 16", r.prefill_tok_s_b16, r.reference_prefill_tok_s_b16
+    );
+    println!(
+        "peak RSS: {:.0} MiB (transformers {:.0} MiB)",
+        r.peak_rss_mib, r.reference_peak_rss_mib
+    );
+}

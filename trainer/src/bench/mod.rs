@@ -1,0 +1,4 @@
+//! Model-side benchmarks behind `mmsr-host bench KIND`; each measures its
+//! baseline side by side in the same run.
+
+pub mod generate;
