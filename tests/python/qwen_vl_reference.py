@@ -12,8 +12,9 @@ Usage:
                           preprocessor_config.json, generation_config.json
   images/*.png, *.jpg     test images of several sizes
   inputs.safetensors      input_ids, mm_token_type_ids, pixel_values,
-                          image_grid_thw of the multimodal prompt; text_ids
-  reference.safetensors   logits_mm, logits_text, greedy, and per test image
+                          image_grid_thw of the multimodal prompt; text_ids;
+                          the same with suffix _2 for a two-image prompt
+  reference.safetensors   logits_mm, logits_text, logits_mm2, and per test image
                           pixel_values.NAME / image_grid_thw.NAME
   reference.json          greedy token ids, chat-formatted token ids
 """
@@ -191,7 +192,13 @@ def logits_of(model, inputs):
             mm_token_type_ids=inputs["mm_token_type_ids"],
         ).logits[0]
         text = model(input_ids=inputs["text_ids"]).logits[0]
-    return mm, text
+        mm2 = model(
+            input_ids=inputs["input_ids_2"],
+            pixel_values=inputs["pixel_values_2"],
+            image_grid_thw=inputs["image_grid_thw_2"],
+            mm_token_type_ids=inputs["mm_token_type_ids_2"],
+        ).logits[0]
+    return mm, text, mm2
 
 
 def build(out: Path):
@@ -219,21 +226,31 @@ def build(out: Path):
     input_ids = before + [ids["<|vision_start|>"]] + [ids["<|image_pad|>"]] * n_pad + after
     mm_types = [1 if t == ids["<|image_pad|>"] else 0 for t in input_ids]
     text_ids = tok.encode("The quick brown fox jumps over the lazy dog. What is the name?").ids
+    # Two images of different sizes in one prompt.
+    two = proc(images=[Image.open(out / "images" / "odd.png"), Image.open(out / "images" / "big.png")], return_tensors="pt")
+    pads = [int(g.prod()) // 4 for g in two["image_grid_thw"]]
+    vis = lambda n: [ids["<|vision_start|>"]] + [ids["<|image_pad|>"]] * n + [ids["<|vision_end|>"]]
+    ids2 = before + vis(pads[0]) + tok.encode(" and ").ids + vis(pads[1]) + tok.encode("Same town?").ids
     inputs = {
         "input_ids": torch.tensor([input_ids]),
         "mm_token_type_ids": torch.tensor([mm_types]),
         "pixel_values": pv["pixel_values"],
         "image_grid_thw": pv["image_grid_thw"],
         "text_ids": torch.tensor([text_ids]),
+        "input_ids_2": torch.tensor([ids2]),
+        "mm_token_type_ids_2": torch.tensor([[1 if t == ids["<|image_pad|>"] else 0 for t in ids2]]),
+        "pixel_values_2": two["pixel_values"],
+        "image_grid_thw_2": two["image_grid_thw"],
     }
     save_file({k: v.contiguous() for k, v in inputs.items()}, out / "inputs.safetensors")
 
-    mm, text = logits_of(model, inputs)
+    mm, text, mm2 = logits_of(model, inputs)
     refs["logits_mm"] = mm.contiguous()
     refs["logits_text"] = text.contiguous()
+    refs["logits_mm2"] = mm2.contiguous()
     with torch.no_grad():
         gen = model.generate(
-            **{k: v for k, v in inputs.items() if k != "text_ids"},
+            **{k: v for k, v in inputs.items() if k in ("input_ids", "mm_token_type_ids", "pixel_values", "image_grid_thw")},
             attention_mask=torch.ones_like(inputs["input_ids"]),
             max_new_tokens=20, min_new_tokens=20, do_sample=False,
         )
@@ -259,8 +276,9 @@ def logits(model_dir: Path, out: Path):
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     inputs = load_file(out / "inputs.safetensors")
-    mm, text = logits_of(model, inputs)
-    save_file({"logits_mm": mm.contiguous(), "logits_text": text.contiguous()}, out / "roundtrip.safetensors")
+    mm, text, mm2 = logits_of(model, inputs)
+    save_file({"logits_mm": mm.contiguous(), "logits_text": text.contiguous(), "logits_mm2": mm2.contiguous()},
+              out / "roundtrip.safetensors")
 
 
 if __name__ == "__main__":

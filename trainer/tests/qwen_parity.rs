@@ -35,39 +35,49 @@ struct Fixture {
 
 unsafe impl Sync for Fixture {}
 
+/// Built once; a failed build fails every test at once, without rerunning.
 fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+    static F: OnceLock<Result<Fixture, String>> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let out = Command::new(python())
-            .arg(script())
-            .arg("build")
-            .arg(&root)
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "qwen_vl_reference.py build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let read = |f: &str| -> HashMap<String, Tensor> {
-            Tensor::read_safetensors(root.join(f))
-                .unwrap()
-                .into_iter()
-                .collect()
-        };
-        let json =
-            serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
-                .unwrap();
-        Fixture {
-            inputs: read("inputs.safetensors"),
-            refs: read("reference.safetensors"),
-            json,
-            root,
-            _dir: dir,
-        }
+        std::panic::catch_unwind(build).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "fixture build panicked".into())
+        })
     })
+    .as_ref()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let out = Command::new(python())
+        .arg(script())
+        .arg("build")
+        .arg(&root)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "qwen_vl_reference.py build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(root.join(f))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let json = serde_json::from_str(&std::fs::read_to_string(root.join("reference.json")).unwrap())
+        .unwrap();
+    Fixture {
+        inputs: read("inputs.safetensors"),
+        refs: read("reference.safetensors"),
+        json,
+        root,
+        _dir: dir,
+    }
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -85,26 +95,24 @@ fn grids(thw: &Tensor) -> Vec<[i64; 3]> {
     v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
 }
 
-/// Logits of the multimodal prompt and the text-only prompt.
-fn logits(model: &QwenVl, f: &Fixture) -> (Tensor, Tensor) {
-    let ids = &f.inputs["input_ids"];
+/// Logits of a multimodal prompt (inputs with `suffix`).
+fn mm_logits(model: &QwenVl, f: &Fixture, suffix: &str) -> Tensor {
+    let ids = &f.inputs[&format!("input_ids{suffix}")];
     let tokens = Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap();
-    let g = grids(&f.inputs["image_grid_thw"]);
+    let g = grids(&f.inputs[&format!("image_grid_thw{suffix}")]);
     let merged: Vec<[i64; 3]> = g.iter().map(|&[t, h, w]| [t, h / 2, w / 2]).collect();
     let (pos, _) = rope_positions(&tokens, model.cfg.image_token_id, &merged, 0).unwrap();
     let positions = positions_tensor(&[pos], tokens.len(), Device::Cpu);
-    let mm = tch::no_grad(|| {
-        model
-            .forward(
-                ids,
-                &positions,
-                Some(VisionInput {
-                    pixel_values: &f.inputs["pixel_values"],
-                    grids: &g,
-                }),
-            )
-            .unwrap()
-    });
+    let vision = VisionInput {
+        pixel_values: &f.inputs[&format!("pixel_values{suffix}")],
+        grids: &g,
+    };
+    tch::no_grad(|| model.forward(ids, &positions, Some(vision)).unwrap()).squeeze_dim(0)
+}
+
+/// Logits of the multimodal prompt and the text-only prompt.
+fn logits(model: &QwenVl, f: &Fixture) -> (Tensor, Tensor) {
+    let mm = mm_logits(model, f, "");
     let text_ids = &f.inputs["text_ids"];
     let n = text_ids.size()[1];
     let pos: Vec<[i64; 3]> = (0..n).map(|i| [i; 3]).collect();
@@ -117,7 +125,7 @@ fn logits(model: &QwenVl, f: &Fixture) -> (Tensor, Tensor) {
             )
             .unwrap()
     });
-    (mm.squeeze_dim(0), text.squeeze_dim(0))
+    (mm, text.squeeze_dim(0))
 }
 
 #[test]
@@ -127,7 +135,9 @@ fn logits_match_transformers_in_f32() {
     let (mm, text) = logits(&model, f);
     let d_mm = max_diff(&mm, &f.refs["logits_mm"]);
     let d_text = max_diff(&text, &f.refs["logits_text"]);
-    eprintln!("max abs diff: multimodal {d_mm:.2e}, text {d_text:.2e}");
+    let d_two = max_diff(&mm_logits(&model, f, "_2"), &f.refs["logits_mm2"]);
+    eprintln!("max abs diff: multimodal {d_mm:.2e}, text {d_text:.2e}, two images {d_two:.2e}");
+    assert!(d_two <= 1e-4, "two-image logits differ by {d_two}");
     assert!(d_mm <= 1e-4, "multimodal logits differ by {d_mm}");
     assert!(d_text <= 1e-4, "text logits differ by {d_text}");
 }
@@ -232,7 +242,7 @@ fn save_pretrained_round_trips_through_transformers() {
             .unwrap()
             .into_iter()
             .collect();
-    for key in ["logits_mm", "logits_text"] {
+    for key in ["logits_mm", "logits_text", "logits_mm2"] {
         let d = max_diff(&back[key], &f.refs[key]);
         assert!(
             d <= 1e-4,
@@ -245,4 +255,75 @@ fn save_pretrained_round_trips_through_transformers() {
         assert_eq!(n, m);
         assert!(a.equal(b), "{n}");
     }
+}
+
+#[test]
+fn half_precision_loads_and_stays_close() {
+    let f = fixture();
+    for kind in [Kind::BFloat16, Kind::Half] {
+        let model = QwenVl::load(&f.root.join("model"), kind, Device::Cpu).unwrap();
+        assert_eq!(model.kind(), kind);
+        let (mm, _) = logits(&model, f);
+        let want = &f.refs["logits_mm"];
+        let scale = f64::try_from(want.abs().max()).unwrap();
+        let d = max_diff(&mm, want);
+        assert!(
+            d <= 0.05 * scale,
+            "{kind:?}: logits differ by {d} (scale {scale})"
+        );
+        let agree = f64::try_from(
+            mm.to_kind(Kind::Float)
+                .argmax(-1, false)
+                .eq_tensor(&want.argmax(-1, false))
+                .to_kind(Kind::Float)
+                .mean(Kind::Float),
+        )
+        .unwrap();
+        assert!(
+            agree >= 0.9,
+            "{kind:?}: argmax agrees on {agree:.2} of positions"
+        );
+    }
+}
+
+#[test]
+fn the_flat_published_config_layout_loads_the_same_model() {
+    let f = fixture();
+    let nested: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("model/config.json")).unwrap())
+            .unwrap();
+    // Hub layout: decoder fields at the top, rope_scaling {type: mrope}.
+    let mut flat = nested["text_config"].as_object().unwrap().clone();
+    let rope = flat.remove("rope_parameters").unwrap();
+    flat.insert("rope_theta".into(), rope["rope_theta"].clone());
+    flat.insert(
+        "rope_scaling".into(),
+        serde_json::json!({"type": "mrope", "mrope_section": rope["mrope_section"]}),
+    );
+    for key in [
+        "image_token_id",
+        "video_token_id",
+        "vision_start_token_id",
+        "vision_end_token_id",
+        "tie_word_embeddings",
+        "vision_config",
+    ] {
+        flat.insert(key.into(), nested[key].clone());
+    }
+    flat.insert("model_type".into(), "qwen2_5_vl".into());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&flat).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        f.root.join("model/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let model = QwenVl::load(dir.path(), Kind::Float, Device::Cpu).unwrap();
+    assert_eq!(model.cfg.mrope_section, [2, 3, 3]);
+    let (mm, _) = logits(&model, f);
+    assert!(max_diff(&mm, &f.refs["logits_mm"]) <= 1e-4);
 }

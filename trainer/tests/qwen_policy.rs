@@ -496,3 +496,70 @@ fn the_rollout_engine_drives_the_policy() {
         assert_eq!(t.transcript.images.len(), 1);
     }
 }
+
+#[test]
+fn the_chat_template_comes_from_any_of_its_files() {
+    use mmsr_trainer::model::tokenizer::{ChatTokenizer, Part};
+    let src = &demo().model;
+    let base = ChatTokenizer::from_dir(src).unwrap();
+    let messages = [ChatTokenizer::user_message(&[
+        Part::Image,
+        Part::Text("Which town?".into()),
+    ])];
+    let want = base.render(&messages, true).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    let template = cfg["chat_template"].as_str().unwrap().to_string();
+    let mut stripped = cfg.clone();
+    stripped.as_object_mut().unwrap().remove("chat_template");
+    for (file, body) in [
+        ("chat_template.jinja", template.clone()),
+        (
+            "chat_template.json",
+            serde_json::json!({ "chat_template": template }).to_string(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            src.join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            stripped.to_string(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(file), &body).unwrap();
+        let tok = ChatTokenizer::from_dir(dir.path()).unwrap();
+        assert_eq!(tok.render(&messages, true).unwrap(), want, "{file}");
+        assert!(
+            tok.files.iter().any(|p| p.ends_with(file)),
+            "{file} is exported"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        stripped.to_string(),
+    )
+    .unwrap();
+    let err = ChatTokenizer::from_dir(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no chat_template"), "{err}");
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "{% for m in messages %}",
+    )
+    .unwrap();
+    let err = format!("{:#}", ChatTokenizer::from_dir(dir.path()).err().unwrap());
+    assert!(err.contains("chat template"), "{err}");
+}
