@@ -95,8 +95,8 @@ impl MRope {
         }
     }
 
-    /// (cos, signed sin), each (B, T, head_dim) in `kind`, for (3, B, T)
-    /// positions; see [`apply`].
+    /// (cos, signed sin), each (B, 1, T, head_dim) in `kind` (broadcast over
+    /// heads), for (3, B, T) positions; see [`apply`].
     pub fn tables(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq; // (3, B, T, hd/2)
         let [s0, s1, s2] = self.section;
@@ -111,7 +111,10 @@ impl MRope {
         let emb = Tensor::cat(&[&freq, &freq], -1);
         let sin = freq.sin();
         let signed = Tensor::cat(&[-&sin, sin], -1);
-        (emb.cos().to_kind(kind), signed.to_kind(kind))
+        (
+            emb.cos().to_kind(kind).unsqueeze(1),
+            signed.to_kind(kind).unsqueeze(1),
+        )
     }
 }
 

@@ -69,9 +69,8 @@ impl Attention {
         let q = split(self.q.forward(x, mode), self.heads);
         let k = split(self.k.forward(x, mode), self.kv_heads);
         let v = split(self.v.forward(x, mode), self.kv_heads);
-        let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
-        let q = super::rope::apply(&q, &cos, &sin);
-        let k = super::rope::apply(&k, &cos, &sin);
+        let q = super::rope::apply(&q, cos, sin);
+        let k = super::rope::apply(&k, cos, sin);
         let (k, v) = match kv {
             Some(slot) => {
                 slot.k.narrow(2, slot.start, t).copy_(&k);
