@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! config     config.json (flat and nested layouts)
-//! weights    safetensors in/out, random init
+//! weights    safetensors in/out, seeded random init
 //! layers     Linear (+LoRA), RMSNorm, SwiGLU
 //! lora       adapters, merged on export
 //! vision     the vision tower and patch merger
@@ -13,6 +13,11 @@
 //! text       the Qwen2 decoder with a KV buffer
 //! qwen       both together
 //! image      the image processor
+//! tokenizer  tokenizer.json and the chat template
+//! sampling   greedy / temperature / top-k / top-p on the device
+//! generate   batched KV-cache generation
+//! scoring    training forward, gradient checkpointing
+//! policy     QwenVlPolicy: sessions, Policy + TrainablePolicy
 //! ```
 
 pub mod config;

@@ -4,7 +4,14 @@
 //! A session keeps the chat messages (to render each new turn with the
 //! model's template), the token-level transcript with its response mask,
 //! and the generator's state (a KV cache plus tokens not yet in it), so a
-//! multi-turn rollout never recomputes its prefix.
+//! multi-turn rollout never recomputes its prefix. The cache belongs to the
+//! weights it was computed with: after an update, continue an old session
+//! through [`QwenVlPolicy::uncached`].
+//!
+//! Sampled log-probs are those of softmax(logits / T) before top-k/top-p
+//! truncation (T = 1 for greedy), i.e. what `score` at the same temperature
+//! returns; with LoRA dropout > 0, `score` (train mode) applies dropout and
+//! no longer matches them exactly.
 
 use super::config::QwenVlConfig;
 use super::generate::{GenParams, GenStats, SeqState, generate};
