@@ -57,7 +57,8 @@ pub struct VisionConfig {
     pub intermediate_size: usize,
     pub num_heads: usize,
     pub out_hidden_size: usize,
-    #[serde(default = "default_patch", alias = "spatial_patch_size")]
+    /// Published checkpoints also carry `spatial_patch_size` (same value).
+    #[serde(default = "default_patch")]
     pub patch_size: usize,
     #[serde(default = "default_merge")]
     pub spatial_merge_size: usize,
@@ -67,8 +68,11 @@ pub struct VisionConfig {
     pub window_size: usize,
     #[serde(default)]
     pub fullatt_block_indexes: Vec<usize>,
-    #[serde(default = "default_channels", alias = "in_chans")]
+    /// `in_chans` in the published checkpoints (see [`QwenVlConfig::from_value`]).
+    #[serde(default = "default_channels")]
     pub in_channels: usize,
+    #[serde(default)]
+    pub in_chans: Option<usize>,
     #[serde(default = "default_act")]
     pub hidden_act: String,
     #[serde(default)]
@@ -209,6 +213,10 @@ impl QwenVlConfig {
         // transformers 5 also honours a tie set only inside text_config.
         let tie =
             top.tie_word_embeddings.unwrap_or(false) || text.tie_word_embeddings.unwrap_or(false);
+        let mut vision = top.vision_config;
+        if let Some(c) = vision.in_chans.take() {
+            vision.in_channels = c;
+        }
         let cfg = Self {
             mrope_section: [section[0], section[1], section[2]],
             rope_theta,
@@ -218,7 +226,7 @@ impl QwenVlConfig {
             video_token_id: top.video_token_id,
             vision_start_token_id: top.vision_start_token_id,
             vision_end_token_id: top.vision_end_token_id,
-            vision: top.vision_config,
+            vision,
             text,
             raw,
         };
@@ -352,6 +360,38 @@ mod tests {
         assert_eq!(cfg.num_kv_heads(), 2);
         assert!(cfg.tie_word_embeddings);
         assert_eq!(cfg.vision.patch_size, 14);
+    }
+
+    /// Qwen2.5-VL-7B-Instruct's config.json as published.
+    #[test]
+    fn the_published_7b_config() {
+        let cfg = QwenVlConfig::from_json(r#"{
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
+            "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+            "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+            "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 3584,
+            "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 128000,
+            "max_window_layers": 28, "model_type": "qwen2_5_vl", "num_attention_heads": 28,
+            "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+            "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": false,
+            "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": true,
+            "use_sliding_window": false,
+            "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280,
+                "intermediate_size": 3420, "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584,
+                "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14,
+                "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                "tokens_per_second": 2, "temporal_patch_size": 2},
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vocab_size": 152064
+        }"#)
+        .unwrap();
+        assert_eq!(cfg.head_dim(), 128);
+        assert_eq!(cfg.num_kv_heads(), 4);
+        assert_eq!(cfg.mrope_section, [16, 24, 24]);
+        assert_eq!(cfg.rope_theta, 1e6);
+        assert_eq!(cfg.vision.in_channels, 3);
+        assert_eq!(cfg.vision.fullatt_block_indexes, vec![7, 15, 23, 31]);
+        assert_eq!(cfg.image_token_id, 151655);
     }
 
     #[test]
