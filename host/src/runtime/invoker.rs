@@ -172,7 +172,10 @@ fn trap_error(tool: &LoadedTool, state: &CallState, err: &wasmtime::Error) -> To
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => ToolError::Trap {
             tool: name,
-            reason: format!("CPU time limit of {} ms exceeded", limits.timeout_ms),
+            reason: format!(
+                "CPU time limit of {} ms exceeded",
+                limits.cpu_budget().as_millis()
+            ),
         },
         Some(trap) => ToolError::Trap {
             tool: name,

@@ -192,7 +192,7 @@ impl ToolHost {
             policy: Arc::new(policy),
             net: self.net.clone(),
             config: Arc::new(tool.config.clone()),
-            cpu_ticks: (limits.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1),
+            cpu_ticks: cpu_ticks(&limits),
             dirs: tool.read_only_dirs.clone(),
             limits,
         };
@@ -322,7 +322,7 @@ impl ToolHost {
             ),
             net: self.net.clone(),
             config: Arc::new(BTreeMap::new()),
-            cpu_ticks: (probe.limits.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1),
+            cpu_ticks: cpu_ticks(&probe.limits),
             dirs: vec![],
             limits: probe.limits.clone(),
         };
@@ -409,6 +409,11 @@ impl ToolHost {
             Err(_) => anyhow::bail!("no answer within {} ms", timeout.as_millis()),
         }
     }
+}
+
+/// The CPU budget in epoch ticks.
+fn cpu_ticks(limits: &crate::manifest::Limits) -> u64 {
+    (limits.cpu_budget().as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1)
 }
 
 /// Wall-clock allowance on top of the CPU budget, so a busy loop is reported

@@ -132,12 +132,15 @@ fn read_env() -> Result<Vec<WebResult>, SearchError> {
         .map(|(k, v)| found("env", &k, &v))
         .collect();
     leaks.extend(std::env::args().map(|a| found("arg", &a, "")));
-    if let Ok(dir) = std::env::current_dir() {
+    // wasi-libc says "/" when the host gives no initial directory.
+    if let Ok(dir) = std::env::current_dir()
+        && dir != std::path::Path::new("/")
+    {
         leaks.push(found("cwd", &dir.display().to_string(), ""));
     }
     if leaks.is_empty() {
         Err(SearchError::Denied(
-            "environment empty: 0 variables, 0 arguments, no working directory".into(),
+            "environment empty: 0 variables, 0 arguments, no initial directory".into(),
         ))
     } else {
         Ok(leaks)
