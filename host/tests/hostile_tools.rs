@@ -498,6 +498,22 @@ async fn all_attacks_at_once_leave_the_host_serving() {
     control_burst(host).await;
 }
 
+/// Pooled slots are reused, and a reused slot keeps its pages resident: a
+/// call must still never see what the last call on the slot left in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_never_sees_what_the_last_call_left_in_memory() {
+    let host = ToolHost::new(host_options()).unwrap();
+    host.load_tool(&hostile("snoop", "snoop", ""))
+        .await
+        .unwrap();
+    for round in 0..5 {
+        match host.text_search("snoop", "x", 1).await {
+            Err(ToolError::Denied(m)) if m == "fresh memory: 0 of 4194304 bytes non-zero" => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
 /// The load error for `tool`, as the caller reads it.
 async fn refusal(host: &ToolHost, tool: &ToolManifest) -> String {
     match host.load_tool(tool).await {

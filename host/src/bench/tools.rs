@@ -5,7 +5,9 @@
 //!   results parsed in the guest) against a native `reqwest` call making the
 //!   same GET on an equally pooled client and parsing the same lines;
 //! - latency p50/p99 at concurrency 1 and 64, and calls per second at 64;
-//! - instantiation alone (fresh `Store` + instance from the cached `InstancePre`).
+//! - instantiation alone (fresh `Store` + instance from the cached `InstancePre`);
+//! - for scale, the same c1 comparison against an upstream that takes 1 ms
+//!   (a fast local service; real search APIs take hundreds of ms).
 //!
 //! Calls alternate between the two in blocks, so drift on a shared machine
 //! hits both alike. Any failed call aborts the run: an error is not a latency.
@@ -22,6 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOOL: &str = "bench";
+const TOOL_SLOW: &str = "bench-1ms";
+const SLOW_UPSTREAM: Duration = Duration::from_millis(1);
+const CALLS_SLOW: usize = 400;
 const TOP_K: u32 = 5;
 const WARMUP: usize = 300;
 /// Calls per kind at concurrency 1, in blocks of `BLOCK` alternating kinds.
@@ -45,6 +50,8 @@ pub struct ToolsReport {
     pub native_p99_us: f64,
     pub overhead_ratio_p50: f64,
     pub overhead_ratio_p99: f64,
+    /// `wasm_p50_us - native_p50_us`: the sandbox's fixed cost per call.
+    pub sandbox_cost_p50_us: f64,
     pub wasm_p50_us_c64: f64,
     pub wasm_p99_us_c64: f64,
     pub native_p50_us_c64: f64,
@@ -58,6 +65,10 @@ pub struct ToolsReport {
     /// Median of fresh `Store` + instantiate, nothing called.
     pub instantiate_us: f64,
     pub instantiate_p99_us: f64,
+    /// c1 against an upstream answering after 1 ms.
+    pub wasm_p50_us_1ms: f64,
+    pub native_p50_us_1ms: f64,
+    pub overhead_ratio_p50_1ms: f64,
     pub calls_c1: usize,
     pub calls_c64: usize,
     pub cores: usize,
@@ -121,7 +132,8 @@ enum Kind {
 }
 
 struct Subjects {
-    host: ToolHost,
+    host: Arc<ToolHost>,
+    tool: &'static str,
     native: Native,
 }
 
@@ -130,7 +142,7 @@ impl Subjects {
         let query = format!("bench query {i}");
         let started = Instant::now();
         let results = match kind {
-            Kind::Wasm => self.host.text_search(TOOL, &query, TOP_K).await?,
+            Kind::Wasm => self.host.text_search(self.tool, &query, TOP_K).await?,
             Kind::Native => self.native.search(&query).await?,
         };
         let took = started.elapsed();
@@ -160,15 +172,16 @@ fn stats(mut v: Vec<Duration>) -> Stats {
     }
 }
 
-async fn concurrency_1(s: &Subjects) -> anyhow::Result<(Stats, Stats)> {
+async fn concurrency_1(s: &Subjects, calls: usize) -> anyhow::Result<(Stats, Stats)> {
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     let mut i = 0;
-    while wasm.len() < CALLS_C1 {
-        for _ in 0..BLOCK {
+    let block = BLOCK.min(calls);
+    while wasm.len() < calls {
+        for _ in 0..block {
             wasm.push(s.call(Kind::Wasm, i).await?);
             i += 1;
         }
-        for _ in 0..BLOCK {
+        for _ in 0..block {
             native.push(s.call(Kind::Native, i).await?);
             i += 1;
         }
@@ -229,7 +242,13 @@ async fn instantiation(host: &ToolHost) -> anyhow::Result<Stats> {
     Ok(stats(took))
 }
 
+/// Measured from a worker task, where real callers (the pipeline, the
+/// rollout engine) make their calls, rather than from `block_on`'s thread.
 pub async fn run() -> anyhow::Result<ToolsReport> {
+    tokio::spawn(measure()).await?
+}
+
+async fn measure() -> anyhow::Result<ToolsReport> {
     let wasm = guest_path();
     anyhow::ensure!(
         wasm.exists(),
@@ -237,36 +256,42 @@ pub async fn run() -> anyhow::Result<ToolsReport> {
         wasm.display()
     );
     let fake = FakeUpstream::start().await?;
-    let host = ToolHost::new(HostOptions::default())?;
-    let mut tool = ToolManifest::new(TOOL, ToolKind::TextSearch, wasm);
-    point_at_engine(&mut tool, fake.addr);
-    tool.limits.concurrency = CONCURRENCY as u32;
-    host.load_tool(&tool)
-        .await
-        .context("loading the bench guest")?;
+    let slow = FakeUpstream::with_latency(SLOW_UPSTREAM).await?;
+    let host = Arc::new(ToolHost::new(HostOptions::default())?);
+    for (name, upstream) in [(TOOL, &fake), (TOOL_SLOW, &slow)] {
+        let mut tool = ToolManifest::new(name, ToolKind::TextSearch, &wasm);
+        point_at_engine(&mut tool, upstream.addr);
+        tool.limits.concurrency = CONCURRENCY as u32;
+        host.load_tool(&tool)
+            .await
+            .context("loading the bench guest")?;
+    }
     // Pooled like the host's own client.
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()?;
-    let s = Arc::new(Subjects {
-        host,
+    let subjects = |tool, upstream: &FakeUpstream| Subjects {
+        host: host.clone(),
+        tool,
         native: Native {
-            client,
-            base: fake.base_url(),
+            client: client.clone(),
+            base: upstream.base_url(),
         },
-    });
+    };
+    let s = Arc::new(subjects(TOOL, &fake));
     for i in 0..WARMUP {
         s.call(Kind::Wasm, i).await?;
         s.call(Kind::Native, i).await?;
     }
-    let (wasm_c1, native_c1) = concurrency_1(&s).await?;
+    let (wasm_c1, native_c1) = concurrency_1(&s, CALLS_C1).await?;
     let [
         (wasm_c64, calls_per_s_c64),
         (native_c64, native_calls_per_s_c64),
     ] = concurrency_64(&s).await?;
     let inst = instantiation(&s.host).await?;
+    let (wasm_slow, native_slow) = concurrency_1(&subjects(TOOL_SLOW, &slow), CALLS_SLOW).await?;
     let overhead_ratio_p50 = wasm_c1.p50_us / native_c1.p50_us;
     Ok(ToolsReport {
         wasm_p50_us: wasm_c1.p50_us,
@@ -275,6 +300,7 @@ pub async fn run() -> anyhow::Result<ToolsReport> {
         native_p99_us: native_c1.p99_us,
         overhead_ratio_p50,
         overhead_ratio_p99: wasm_c1.p99_us / native_c1.p99_us,
+        sandbox_cost_p50_us: wasm_c1.p50_us - native_c1.p50_us,
         wasm_p50_us_c64: wasm_c64.p50_us,
         wasm_p99_us_c64: wasm_c64.p99_us,
         native_p50_us_c64: native_c64.p50_us,
@@ -285,6 +311,9 @@ pub async fn run() -> anyhow::Result<ToolsReport> {
         throughput_ratio_c64: calls_per_s_c64 / native_calls_per_s_c64,
         instantiate_us: inst.p50_us,
         instantiate_p99_us: inst.p99_us,
+        wasm_p50_us_1ms: wasm_slow.p50_us,
+        native_p50_us_1ms: native_slow.p50_us,
+        overhead_ratio_p50_1ms: wasm_slow.p50_us / native_slow.p50_us,
         calls_c1: CALLS_C1,
         calls_c64: ROUNDS_C64 * CONCURRENCY * CALLS_PER_TASK,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -317,9 +346,18 @@ pub fn print_table(r: &ToolsReport) {
     row("p50 us, c64", r.wasm_p50_us_c64, r.native_p50_us_c64);
     row("p99 us, c64", r.wasm_p99_us_c64, r.native_p99_us_c64);
     row("calls/s, c64", r.calls_per_s_c64, r.native_calls_per_s_c64);
+    row(
+        "p50 us, c1, 1 ms up",
+        r.wasm_p50_us_1ms,
+        r.native_p50_us_1ms,
+    );
     println!(
         "  instantiate         {:>10.1} us p50, {:.1} us p99",
         r.instantiate_us, r.instantiate_p99_us
+    );
+    println!(
+        "  sandbox cost        {:>10.1} us per call (p50, c1)",
+        r.sandbox_cost_p50_us
     );
     println!("targets");
     println!(

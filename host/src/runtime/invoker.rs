@@ -64,20 +64,24 @@ impl ToolHost {
             });
         }
         let limit = tool.manifest.limits.timeout();
-        let _permit = tokio::time::timeout(limit, tool.permits.acquire())
-            .await
-            .map_err(|_| ToolError::Unavailable {
-                tool: name.to_string(),
-                reason: format!(
-                    "all {} concurrent slots stayed busy for {} ms",
-                    tool.manifest.limits.concurrency,
-                    limit.as_millis()
-                ),
-            })?
-            .map_err(|_| ToolError::Unavailable {
-                tool: name.to_string(),
-                reason: "tool unloaded".into(),
-            })?;
+        // A free slot needs no timer; only a full tool waits (up to its limit).
+        let _permit = match tool.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(limit, tool.permits.acquire())
+                .await
+                .map_err(|_| ToolError::Unavailable {
+                    tool: name.to_string(),
+                    reason: format!(
+                        "all {} concurrent slots stayed busy for {} ms",
+                        tool.manifest.limits.concurrency,
+                        limit.as_millis()
+                    ),
+                })?
+                .map_err(|_| ToolError::Unavailable {
+                    tool: name.to_string(),
+                    reason: "tool unloaded".into(),
+                })?,
+        };
         let log = Arc::new(PolicyLog::default());
         let mut store = self
             .store(&tool.setup, log.clone())

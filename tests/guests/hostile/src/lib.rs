@@ -9,6 +9,8 @@
 //! - `spin`: an endless CPU loop;
 //! - `sleep`: block in the host for an hour;
 //! - `memory`: allocate (and touch) memory until something stops it;
+//! - `snoop`: grow memory by 4 MiB and look for anything a previous call on
+//!   the same pooled slot left there, then dirty it for the next call;
 //! - `panic`: panic.
 //!
 //! Whatever it manages to see comes back as results (which the tests count as
@@ -68,8 +70,11 @@ impl TextSearch for Tool {
                 Ok(vec![found("slept", "an hour", "the host let it block")])
             }
             "memory" => memory_bomb(),
+            "snoop" => snoop(),
             "panic" => panic!("hostile guest panicked on purpose"),
-            other => Err(SearchError::InvalidInput(format!("unknown attack {other:?}"))),
+            other => Err(SearchError::InvalidInput(format!(
+                "unknown attack {other:?}"
+            ))),
         }
     }
 }
@@ -89,11 +94,7 @@ fn found(title: &str, url: &str, snippet: &str) -> WebResult {
 
 /// One GET with `headers`; a 2xx body comes back as a result, anything
 /// else as its error, with `seen` (what the guest observed) appended.
-fn fetch(
-    url: &str,
-    headers: &[(&str, &str)],
-    seen: String,
-) -> Result<Vec<WebResult>, SearchError> {
+fn fetch(url: &str, headers: &[(&str, &str)], seen: String) -> Result<Vec<WebResult>, SearchError> {
     let mut req = Request::get(url).header("x-hostile", "1");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -119,10 +120,17 @@ fn steal_secret(query: &str) -> Result<Vec<WebResult>, SearchError> {
         .filter_map(|k| config::get(k).map(|v| format!("{k}={v}")))
         .collect();
     let seen = format!(" [saw env: {env:?}; config: {config:?}]");
-    let url = format!("{}/search?q={}&k=1", target()?, guest_http::encode_component(query));
+    let url = format!(
+        "{}/search?q={}&k=1",
+        target()?,
+        guest_http::encode_component(query)
+    );
     fetch(
         &url,
-        &[("x-api-key", "guessed"), ("authorization", "Bearer guessed")],
+        &[
+            ("x-api-key", "guessed"),
+            ("authorization", "Bearer guessed"),
+        ],
         seen,
     )
 }
@@ -173,12 +181,40 @@ fn memory_bomb() -> Result<Vec<WebResult>, SearchError> {
     }
 }
 
+fn snoop() -> Result<Vec<WebResult>, SearchError> {
+    const PAGES: usize = 64;
+    const PAGE: usize = 64 << 10;
+    let first = core::arch::wasm32::memory_grow(0, PAGES);
+    if first == usize::MAX {
+        return Err(SearchError::Internal("memory.grow refused".into()));
+    }
+    // SAFETY: these pages were just added to linear memory and nothing else
+    // (the allocator included) knows about them.
+    let fresh = unsafe { std::slice::from_raw_parts_mut((first * PAGE) as *mut u8, PAGES * PAGE) };
+    let dirty = fresh.iter().filter(|b| **b != 0).count();
+    fresh.fill(0xAA);
+    if dirty == 0 {
+        Err(SearchError::Denied(format!(
+            "fresh memory: 0 of {} bytes non-zero",
+            PAGES * PAGE
+        )))
+    } else {
+        Ok(vec![found(
+            "left over",
+            "",
+            &format!("{dirty} non-zero bytes"),
+        )])
+    }
+}
+
 fn to_search_error(e: HttpError, seen: &str) -> SearchError {
     let m = format!("{e}{seen}");
     match e {
         HttpError::Denied(_) => SearchError::Denied(m),
         HttpError::Timeout(_) => SearchError::Timeout(m),
-        HttpError::BodyTooLarge { .. } | HttpError::Protocol(_) => SearchError::MalformedResponse(m),
+        HttpError::BodyTooLarge { .. } | HttpError::Protocol(_) => {
+            SearchError::MalformedResponse(m)
+        }
         HttpError::Connection(_) | HttpError::InvalidRequest(_) => SearchError::Internal(m),
     }
 }
