@@ -650,3 +650,59 @@ fn the_cli_host_gives_a_guest_no_environment() {
     );
     assert!(!stdout.contains(OWN_SECRET) && !stderr.contains(OWN_SECRET));
 }
+
+/// `tools inspect` and `tools list` report a refused component with the import that sank it.
+#[test]
+fn the_cli_names_the_import_it_refuses() {
+    let host_bin = env!("CARGO_BIN_EXE_mmsr-host");
+    let out = std::process::Command::new(host_bin)
+        .args(["tools", "inspect", "--json"])
+        .arg(dist("raw_socket.wasm"))
+        .env("MMSR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accepted"], false, "{v}");
+    assert!(
+        v["refusal"]
+            .as_str()
+            .is_some_and(|r| r.contains("wasi:sockets/tcp@0.2")),
+        "{v}"
+    );
+    assert_eq!(v["world"], "mmsr:search/text-search-tool@0.1.0");
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("tools.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[tools.fine]\nwasm = {:?}\nkind = \"text-search\"\n\n\
+             [tools.raw]\nwasm = {:?}\nkind = \"text-search\"\n",
+            dist("well_behaved.wasm"),
+            dist("raw_socket.wasm")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(host_bin)
+        .args(["tools", "list", "--json", "--manifest"])
+        .arg(&manifest)
+        .env("MMSR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a refused tool fails the listing");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["status"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(status("fine"), "ok");
+    let raw = status("raw");
+    assert!(
+        raw.starts_with("refused: ") && raw.contains("wasi:sockets"),
+        "{raw}"
+    );
+}
