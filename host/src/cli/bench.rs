@@ -22,6 +22,15 @@ pub enum BenchKind {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.kind {
+        BenchKind::Tools => {
+            let report = super::runtime()?.block_on(crate::bench::tools::run())?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                crate::bench::tools::print_table(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchKind::Pipeline => {
             let report = super::runtime()?.block_on(crate::bench::pipeline::run())?;
             if args.json {

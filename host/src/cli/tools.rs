@@ -87,6 +87,7 @@ async fn list(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "limits": {
                 "memory_mib": tool.limits.memory_mib,
                 "timeout_ms": tool.limits.timeout_ms,
+                "cpu_ms": tool.limits.cpu_budget().as_millis() as u64,
                 "response_bytes": tool.limits.response_bytes,
                 "concurrency": tool.limits.concurrency,
                 "requests_per_second": tool.limits.requests_per_second,

@@ -6,4 +6,4 @@ mod invoker;
 mod upstream;
 
 pub use invoker::{Call, ScriptedInvoker, tiny_png};
-pub use upstream::{FakeUpstream, Fault};
+pub use upstream::{FakeUpstream, Fault, SeenRequest};

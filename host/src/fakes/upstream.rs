@@ -1,7 +1,9 @@
 //! A fake upstream on loopback that answers like SerpApi (Google, Lens),
-//! Jina Reader and an OpenAI-compatible chat endpoint, with injectable
-//! faults and an optional fixed latency. One instance per upstream in a
-//! test, so a fault hits exactly one tool.
+//! Jina Reader and an OpenAI-compatible chat endpoint, plus `/search` in the
+//! plain `title\turl\tsnippet` lines of the host's test guests, with
+//! injectable faults, an optional fixed latency and an optional required API
+//! key. It records the requests it saw (what the host injected). One
+//! instance per upstream in a test, so a fault hits exactly one tool.
 
 use super::invoker::tiny_png;
 use crate::wire::{jina, openai, serpapi};
@@ -36,7 +38,22 @@ pub enum Fault {
     Redirect { location: String },
     /// 200, the right JSON, labelled `application/octet-stream`.
     WrongContentType,
+    /// 401 with the upstream's error body, as a keyed API answers a request
+    /// without its key (see [`FakeUpstream::require_header`]).
+    Unauthorized,
 }
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+/// Requests kept by [`FakeUpstream::seen`] (the newest).
+const SEEN_KEPT: usize = 4096;
 
 #[derive(Default)]
 struct Shared {
@@ -46,8 +63,9 @@ struct Shared {
     queued: Mutex<VecDeque<Option<Fault>>>,
     standing: Mutex<Option<Fault>>,
     requests: AtomicUsize,
-    last_headers: Mutex<Option<HeaderMap>>,
-    last_uri: Mutex<Option<String>>,
+    seen: Mutex<VecDeque<SeenRequest>>,
+    /// Requests without this header value get [`Fault::Unauthorized`].
+    required_header: Mutex<Option<(String, String)>>,
 }
 
 pub struct FakeUpstream {
@@ -79,6 +97,7 @@ impl FakeUpstream {
         });
         let app = Router::new()
             .route("/search.json", get(search))
+            .route("/search", get(lines).post(lines))
             .route("/thumbs/{name}", get(thumb))
             .route("/v1/chat/completions", axum::routing::post(chat))
             .fallback(reader)
@@ -112,24 +131,66 @@ impl FakeUpstream {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Answers 401 to every later request whose header `name` is not `value`.
+    pub fn require_header(&self, name: &str, value: &str) {
+        *self.shared.required_header.lock().unwrap() =
+            Some((name.to_ascii_lowercase(), value.to_string()));
+    }
+
     /// Headers of the last request (to check what the host injected).
     pub fn last_headers(&self) -> Option<HeaderMap> {
-        self.shared.last_headers.lock().unwrap().clone()
+        self.shared
+            .seen
+            .lock()
+            .unwrap()
+            .back()
+            .map(|r| r.headers.clone())
     }
 
     /// Path and query of the last request.
     pub fn last_uri(&self) -> Option<String> {
-        self.shared.last_uri.lock().unwrap().clone()
+        self.shared
+            .seen
+            .lock()
+            .unwrap()
+            .back()
+            .map(|r| r.uri.clone())
+    }
+
+    /// The requests received, oldest first (the newest few thousand).
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.shared.seen.lock().unwrap().iter().cloned().collect()
     }
 }
 
-/// Takes the fault for this request and waits the latency.
-async fn begin(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Option<Fault> {
+/// Records the request, takes its fault and waits the latency.
+async fn begin(shared: &Shared, method: &Method, headers: &HeaderMap, uri: &Uri) -> Option<Fault> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
-    *shared.last_headers.lock().unwrap() = Some(headers.clone());
-    *shared.last_uri.lock().unwrap() = uri.path_and_query().map(|p| p.to_string());
+    {
+        let mut seen = shared.seen.lock().unwrap();
+        if seen.len() == SEEN_KEPT {
+            seen.pop_front();
+        }
+        seen.push_back(SeenRequest {
+            method: method.clone(),
+            uri: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: headers.clone(),
+        });
+    }
     if !shared.latency.is_zero() {
         tokio::time::sleep(shared.latency).await;
+    }
+    let unauthorized = match &*shared.required_header.lock().unwrap() {
+        Some((name, value)) => headers
+            .get(name.as_str())
+            .is_none_or(|v| v != value.as_str()),
+        None => false,
+    };
+    if unauthorized {
+        return Some(Fault::Unauthorized);
     }
     let queued = shared.queued.lock().unwrap().pop_front();
     match queued {
@@ -204,7 +265,44 @@ async fn answer(
             ok.to_string(),
         )
             .into_response(),
+        Some(Fault::Unauthorized) => json(StatusCode::UNAUTHORIZED, &error_body),
     }
+}
+
+/// `/search?q=Q&k=K` (GET) or the query as the body (POST): `k` lines of
+/// `title\turl\tsnippet`, the format of the host's test guests.
+async fn lines(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let fault = begin(&shared, &method, &headers, &uri).await;
+    if fault.is_some() {
+        return answer(
+            fault,
+            serde_json::json!({}),
+            serde_json::json!({ "error": "Injected failure." }),
+        )
+        .await;
+    }
+    let q = if method == Method::POST {
+        String::from_utf8_lossy(&body).trim().to_string()
+    } else {
+        params.get("q").cloned().unwrap_or_default()
+    };
+    let k: usize = params
+        .get("k")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(5)
+        .min(100);
+    let base = &shared.base_url;
+    let text: String = (1..=k)
+        .map(|i| format!("Result {i} for {q}\t{base}/pages/{i}\tSnippet {i} about {q}.\n"))
+        .collect();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 async fn search(
@@ -213,7 +311,7 @@ async fn search(
     uri: Uri,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let fault = begin(&shared, &headers, &uri).await;
+    let fault = begin(&shared, &Method::GET, &headers, &uri).await;
     let base = &shared.base_url;
     let num: usize = params
         .get("num")
@@ -263,7 +361,7 @@ async fn search(
 }
 
 async fn thumb(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
-    match begin(&shared, &headers, &uri).await {
+    match begin(&shared, &Method::GET, &headers, &uri).await {
         None => ([(header::CONTENT_TYPE, "image/png")], tiny_png()).into_response(),
         Some(Fault::Hang) => std::future::pending().await,
         Some(_) => (
@@ -281,7 +379,7 @@ async fn chat(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let fault = begin(&shared, &headers, &uri).await;
+    let fault = begin(&shared, &Method::POST, &headers, &uri).await;
     let ok = match serde_json::from_slice::<openai::ChatRequest>(&body) {
         Ok(req) => {
             let user = req
@@ -319,7 +417,7 @@ async fn reader(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let fault = begin(&shared, &headers, &uri).await;
+    let fault = begin(&shared, &method, &headers, &uri).await;
     if method != Method::GET {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
@@ -419,5 +517,63 @@ mod tests {
         .await;
         assert!(hung.is_err(), "a hung upstream never answers");
         assert_eq!(fake.requests(), 6);
+    }
+
+    #[tokio::test]
+    async fn serves_lines_checks_keys_and_records() {
+        let fake = FakeUpstream::start().await.unwrap();
+        let base = fake.base_url();
+        let client = reqwest::Client::new();
+        let text = client
+            .get(format!("{base}/search?q=cats&k=2"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "Result 1 for cats\t{base}/pages/1\tSnippet 1 about cats.\n\
+                 Result 2 for cats\t{base}/pages/2\tSnippet 2 about cats.\n"
+            )
+        );
+        let posted = client
+            .post(format!("{base}/search?k=1"))
+            .body("dogs")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            posted
+                .text()
+                .await
+                .unwrap()
+                .starts_with("Result 1 for dogs\t")
+        );
+
+        fake.require_header("x-api-key", "k1");
+        let denied = client
+            .get(format!("{base}/search?q=x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status().as_u16(), 401);
+        let ok = client
+            .get(format!("{base}/search?q=x"))
+            .header("x-api-key", "k1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status().as_u16(), 200);
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            (seen[1].method.as_str(), seen[1].uri.as_str()),
+            ("POST", "/search?k=1")
+        );
+        assert!(seen[2].headers.get("x-api-key").is_none());
+        assert_eq!(seen[3].headers["x-api-key"], "k1");
     }
 }

@@ -12,8 +12,12 @@ pub const MAX_MEMORY_MIB: u64 = 1024;
 pub struct Limits {
     /// Linear memory cap; growing past it traps the call.
     pub memory_mib: u64,
-    /// Wall and CPU time of one call, and the ceiling for every request timeout.
+    /// Wall time of one call, and the ceiling for every request timeout.
     pub timeout_ms: u64,
+    /// CPU budget of one call: time the guest's code runs, counted in epoch
+    /// ticks (a guest waiting on I/O or for a core is not charged). At most
+    /// `timeout_ms`, which it defaults to.
+    pub cpu_ms: Option<u64>,
     /// Largest response body the host passes to the tool.
     pub response_bytes: u64,
     /// Largest request body the host accepts from the tool.
@@ -29,6 +33,7 @@ impl Default for Limits {
         Limits {
             memory_mib: 64,
             timeout_ms: 10_000,
+            cpu_ms: None,
             response_bytes: 4 << 20,
             request_bytes: 1 << 20,
             concurrency: 16,
@@ -40,6 +45,10 @@ impl Default for Limits {
 impl Limits {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn cpu_budget(&self) -> Duration {
+        Duration::from_millis(self.cpu_ms.unwrap_or(self.timeout_ms))
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -57,6 +66,10 @@ impl Limits {
         };
         range("limits.memory_mib", self.memory_mib, 1, MAX_MEMORY_MIB)?;
         range("limits.timeout_ms", self.timeout_ms, 1, 600_000)?;
+        if let Some(cpu) = self.cpu_ms {
+            // Past the wall time it could never fire.
+            range("limits.cpu_ms", cpu, 1, self.timeout_ms)?;
+        }
         range("limits.response_bytes", self.response_bytes, 1, 1 << 30)?;
         range("limits.request_bytes", self.request_bytes, 1, 256 << 20)?;
         range("limits.concurrency", self.concurrency as u64, 1, 4096)?;

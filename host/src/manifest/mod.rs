@@ -11,7 +11,7 @@
 //! config = { base-url = "https://serpapi.com" }    # read by the tool via `config.get`
 //! secrets = [{ env = "SERPAPI_API_KEY", host = "https://serpapi.com", query = "api_key" }]
 //! # or: { env = "JINA_API_KEY", host = "https://r.jina.ai", header = "authorization", prefix = "Bearer " }
-//! limits = { memory_mib = 64, timeout_ms = 10000, response_bytes = 4194304,
+//! limits = { memory_mib = 64, timeout_ms = 10000, cpu_ms = 2000, response_bytes = 4194304,
 //!            request_bytes = 1048576, concurrency = 16, requests_per_second = 5.0 }
 //! read_only_dirs = [{ host = "../data/corpus", guest = "/corpus" }]
 //! ```

@@ -85,6 +85,10 @@ fn refuses_bad_values_naming_tool_and_field() {
             "limits.memory_mib",
         ),
         (
+            "wasm = 'x.wasm'\nkind = 'text-search'\nlimits = { timeout_ms = 100, cpu_ms = 200 }",
+            "limits.cpu_ms",
+        ),
+        (
             "wasm = 'x.wasm'\nkind = 'text-search'\nlimits = { requests_per_second = -1.0 }",
             "limits.requests_per_second",
         ),

@@ -115,13 +115,12 @@ async fn send(
                 );
             }
         }
-        net.client
-            .request(parts.method, url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| map_reqwest_error(&e, log))
+        let mut req = net.client.request(parts.method, url).headers(headers);
+        // A GET's empty body is left off, as a native client would.
+        if !body.is_empty() {
+            req = req.body(body);
+        }
+        req.send().await.map_err(|e| map_reqwest_error(&e, log))
     };
     let resp = tokio::time::timeout(first_byte, exchange)
         .await

@@ -20,6 +20,7 @@ mod resolver;
 
 pub use hooks::ToolHttpHooks;
 pub use policy::{Origin, SecretValue, ToolNetPolicy};
+pub use resolver::StaticHosts;
 
 use resolver::CheckedResolver;
 use std::sync::{Arc, Mutex};
@@ -32,8 +33,9 @@ pub struct NetClient {
 }
 
 impl NetClient {
-    pub fn new() -> anyhow::Result<Self> {
-        let resolver = Arc::new(CheckedResolver::default());
+    /// `hosts` answers those names instead of DNS (still checked by each tool's policy).
+    pub fn new(hosts: StaticHosts) -> anyhow::Result<Self> {
+        let resolver = Arc::new(CheckedResolver::with_static(hosts));
         let client = reqwest::Client::builder()
             // A proxy would make the connection, bypassing the address checks.
             .no_proxy()

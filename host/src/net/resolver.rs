@@ -4,13 +4,17 @@
 //! another address between the check and the connect. Answers are kept for
 //! [`TTL`]; a name no hook looked up is refused by the connector.
 //!
+//! Static answers ([`StaticHosts`], like `/etc/hosts`) are served before DNS
+//! and checked like any other answer; tests use them to point a listed name
+//! at a private address.
+//!
 //! Limit: a request checked just before its name's answer expires, and
 //! connecting just after another request re-resolved it, connects to the new
 //! answer, which that other request checked under its own tool's policy.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,9 +23,13 @@ pub const TTL: Duration = Duration::from_secs(30);
 /// The connector accepts an answer this much longer, for requests checked near the end.
 const CONNECT_GRACE: Duration = Duration::from_secs(60);
 
+/// Fixed answers by lower-case host name, served instead of DNS.
+pub type StaticHosts = HashMap<String, Vec<IpAddr>>;
+
 #[derive(Default)]
 pub struct CheckedResolver {
     answers: Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>,
+    fixed: StaticHosts,
 }
 
 /// The connector asked for a name the policy did not check.
@@ -30,12 +38,27 @@ pub struct CheckedResolver {
 pub struct UncheckedName(pub String);
 
 impl CheckedResolver {
+    pub fn with_static(fixed: StaticHosts) -> Self {
+        CheckedResolver {
+            answers: Mutex::default(),
+            fixed: fixed
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        }
+    }
+
     /// Resolves `host:port`, reusing an answer younger than [`TTL`]. IP literals skip DNS.
     pub async fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
         if let Ok(ip) = host.parse() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let key = host.to_ascii_lowercase();
+        if let Some(ips) = self.fixed.get(&key) {
+            let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+            self.remember(key, addrs.clone());
+            return Ok(addrs);
+        }
         if let Some(addrs) = self.get(&key, TTL) {
             return Ok(addrs
                 .into_iter()
@@ -43,10 +66,15 @@ impl CheckedResolver {
                 .collect());
         }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        self.remember(key, addrs.clone());
+        Ok(addrs)
+    }
+
+    /// Keeps a checked answer for the connector.
+    fn remember(&self, key: String, addrs: Vec<SocketAddr>) {
         let mut map = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, (at, _)| at.elapsed() < TTL + CONNECT_GRACE);
-        map.insert(key, (Instant::now(), addrs.clone()));
-        Ok(addrs)
+        map.insert(key, (Instant::now(), addrs));
     }
 
     fn get(&self, key: &str, max_age: Duration) -> Option<Vec<SocketAddr>> {

@@ -64,20 +64,24 @@ impl ToolHost {
             });
         }
         let limit = tool.manifest.limits.timeout();
-        let _permit = tokio::time::timeout(limit, tool.permits.acquire())
-            .await
-            .map_err(|_| ToolError::Unavailable {
-                tool: name.to_string(),
-                reason: format!(
-                    "all {} concurrent slots stayed busy for {} ms",
-                    tool.manifest.limits.concurrency,
-                    limit.as_millis()
-                ),
-            })?
-            .map_err(|_| ToolError::Unavailable {
-                tool: name.to_string(),
-                reason: "tool unloaded".into(),
-            })?;
+        // A free slot needs no timer; only a full tool waits (up to its limit).
+        let _permit = match tool.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(limit, tool.permits.acquire())
+                .await
+                .map_err(|_| ToolError::Unavailable {
+                    tool: name.to_string(),
+                    reason: format!(
+                        "all {} concurrent slots stayed busy for {} ms",
+                        tool.manifest.limits.concurrency,
+                        limit.as_millis()
+                    ),
+                })?
+                .map_err(|_| ToolError::Unavailable {
+                    tool: name.to_string(),
+                    reason: "tool unloaded".into(),
+                })?,
+        };
         let log = Arc::new(PolicyLog::default());
         let mut store = self
             .store(&tool.setup, log.clone())
@@ -172,7 +176,10 @@ fn trap_error(tool: &LoadedTool, state: &CallState, err: &wasmtime::Error) -> To
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => ToolError::Trap {
             tool: name,
-            reason: format!("CPU time limit of {} ms exceeded", limits.timeout_ms),
+            reason: format!(
+                "CPU time limit of {} ms exceeded",
+                limits.cpu_budget().as_millis()
+            ),
         },
         Some(trap) => ToolError::Trap {
             tool: name,

@@ -33,7 +33,7 @@ pub use cache::default_dir as default_cache_dir;
 pub use engine::EPOCH_TICK;
 
 use crate::manifest::{Manifest, ToolManifest};
-use crate::net::{NetClient, PolicyLog, ToolNetPolicy};
+use crate::net::{NetClient, PolicyLog, StaticHosts, ToolNetPolicy};
 use crate::tools::{ToolKind, ToolMetadata};
 use anyhow::Context;
 use bindings::{image_search, page_reader, summarizer, text_search};
@@ -55,6 +55,9 @@ pub struct HostOptions {
     /// Component instances alive at once, across all tools (pool size).
     pub max_instances: u32,
     pub secrets: SecretSource,
+    /// Names answered without DNS, like `/etc/hosts` (tests map names to
+    /// private addresses); the answers pass the same address checks.
+    pub hosts: StaticHosts,
 }
 
 impl Default for HostOptions {
@@ -63,6 +66,7 @@ impl Default for HostOptions {
             cache_dir: cache::default_dir(),
             max_instances: 256,
             secrets: Arc::new(|k| std::env::var(k).ok()),
+            hosts: StaticHosts::new(),
         }
     }
 }
@@ -120,7 +124,7 @@ impl ToolHost {
             engine: parts.engine,
             linker: parts.linker,
             cache: ArtifactCache::new(options.cache_dir),
-            net: Arc::new(NetClient::new()?),
+            net: Arc::new(NetClient::new(options.hosts)?),
             secrets: options.secrets,
             tools: RwLock::new(BTreeMap::new()),
         })
@@ -167,7 +171,7 @@ impl ToolHost {
             })?;
         let shape = validate::shape(&self.engine, &component);
         shape
-            .check(tool.kind)
+            .check(tool.kind, !tool.read_only_dirs.is_empty())
             .map_err(|e| anyhow::anyhow!("tool `{name}`: {} {e}", wasm.display()))?;
         let pre = self
             .link(&component, tool.kind)
@@ -188,7 +192,7 @@ impl ToolHost {
             policy: Arc::new(policy),
             net: self.net.clone(),
             config: Arc::new(tool.config.clone()),
-            cpu_ticks: (limits.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1),
+            cpu_ticks: cpu_ticks(&limits),
             dirs: tool.read_only_dirs.clone(),
             limits,
         };
@@ -299,7 +303,8 @@ impl ToolHost {
             return out;
         };
         out.world = Some(format!("mmsr:search/{kind}-tool@{}", validate::WIT_VERSION));
-        if let Err(e) = shape.check(kind) {
+        // No manifest here: judged as a tool granted no files.
+        if let Err(e) = shape.check(kind, false) {
             out.verdict = Err(e);
             return out;
         }
@@ -317,7 +322,7 @@ impl ToolHost {
             ),
             net: self.net.clone(),
             config: Arc::new(BTreeMap::new()),
-            cpu_ticks: (probe.limits.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1),
+            cpu_ticks: cpu_ticks(&probe.limits),
             dirs: vec![],
             limits: probe.limits.clone(),
         };
@@ -404,6 +409,11 @@ impl ToolHost {
             Err(_) => anyhow::bail!("no answer within {} ms", timeout.as_millis()),
         }
     }
+}
+
+/// The CPU budget in epoch ticks.
+fn cpu_ticks(limits: &crate::manifest::Limits) -> u64 {
+    (limits.cpu_budget().as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1)
 }
 
 /// Wall-clock allowance on top of the CPU budget, so a busy loop is reported

@@ -68,14 +68,23 @@ impl CallState {
         })
     }
 
-    /// The last line the guest wrote to stderr (a panic message), if any.
+    /// The guest's panic message (from "panicked at" on), else the last line
+    /// it wrote to stderr, if any.
     pub fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().chars().take(300).collect())
+        // Rust prints "panicked at FILE:LINE:COL:", the message, then a backtrace hint.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let start = lines
+            .iter()
+            .rposition(|l| l.contains("panicked at"))
+            .unwrap_or(lines.len().saturating_sub(1));
+        let tail = lines.get(start..)?.join(" ");
+        (!tail.is_empty()).then(|| tail.chars().take(300).collect())
     }
 }
 

@@ -30,13 +30,14 @@ pub const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
-    // Rust's std links these when a tool touches files; there are no
-    // preopens unless the manifest grants read-only dirs.
-    "wasi:filesystem/types",
-    "wasi:filesystem/preopens",
-    // Not wasi:sockets: raw sockets would bypass the HTTP policy, so a
+    // Not wasi:filesystem unless granted (FILESYSTEM_IMPORTS). Not wasi:sockets: raw sockets would bypass the HTTP policy, so a
     // component importing them is refused at load.
 ];
+
+/// Rust's std imports these when a tool touches files. They are allowed only
+/// to a tool whose manifest grants `read_only_dirs`; any other tool has no
+/// business with files and is refused at load.
+pub const FILESYSTEM_IMPORTS: &[&str] = &["wasi:filesystem/types", "wasi:filesystem/preopens"];
 
 pub const WIT_VERSION: &str = "0.1.0";
 
@@ -85,18 +86,23 @@ impl Shape {
         }
     }
 
-    /// Imports outside [`ALLOWED_IMPORTS`].
-    pub fn refused_imports(&self) -> Vec<&str> {
+    /// Imports outside [`ALLOWED_IMPORTS`] (and [`FILESYSTEM_IMPORTS`] when
+    /// files are granted).
+    pub fn refused_imports(&self, files_granted: bool) -> Vec<&str> {
         self.imports
             .iter()
             .map(String::as_str)
-            .filter(|i| !ALLOWED_IMPORTS.contains(&unversioned(i)))
+            .filter(|i| {
+                let name = unversioned(i);
+                !(ALLOWED_IMPORTS.contains(&name)
+                    || files_granted && FILESYSTEM_IMPORTS.contains(&name))
+            })
             .collect()
     }
 
-    /// Whether this component can serve as a `kind` tool; the error names
-    /// the missing export or the refused import.
-    pub fn check(&self, kind: ToolKind) -> Result<(), String> {
+    /// Whether this component can serve as a `kind` tool (with `read_only_dirs`
+    /// granted or not); the error names the missing export or the refused import.
+    pub fn check(&self, kind: ToolKind, files_granted: bool) -> Result<(), String> {
         for needed in [metadata_interface(), kind_interface(kind)] {
             if !self.exports.contains(&needed) {
                 let found = match self.exported_kind() {
@@ -108,11 +114,18 @@ impl Shape {
                 ));
             }
         }
-        let refused = self.refused_imports();
+        let refused = self.refused_imports(files_granted);
         if !refused.is_empty() {
+            let files_only = refused
+                .iter()
+                .all(|i| FILESYSTEM_IMPORTS.contains(&unversioned(i)));
+            let hint = if files_only {
+                "wasi:filesystem is provided only to a tool whose manifest grants read_only_dirs"
+            } else {
+                "allowed: wasi:http, the WASI p2 basics and mmsr:search/config"
+            };
             return Err(format!(
-                "imports `{}`, which the host does not provide to tools \
-                 (allowed: wasi:http, the WASI p2 basics and mmsr:search/config)",
+                "imports `{}`, which the host does not provide to this tool ({hint})",
                 refused.join("`, `")
             ));
         }
@@ -142,8 +155,8 @@ mod tests {
             &["mmsr:search/metadata@0.1.0", "mmsr:search/summarizer@0.1.0"],
         );
         assert_eq!(ok.exported_kind(), Some(ToolKind::Summarizer));
-        ok.check(ToolKind::Summarizer).unwrap();
-        let err = ok.check(ToolKind::TextSearch).unwrap_err();
+        ok.check(ToolKind::Summarizer, false).unwrap();
+        let err = ok.check(ToolKind::TextSearch, false).unwrap_err();
         assert!(
             err.contains("mmsr:search/text-search@0.1.0") && err.contains("summarizer"),
             "{err}"
@@ -158,10 +171,24 @@ mod tests {
         );
         assert!(
             sockets
-                .check(ToolKind::PageReader)
+                .check(ToolKind::PageReader, true)
                 .unwrap_err()
                 .contains("wasi:sockets/tcp@0.2.0")
         );
+
+        let files = shape(
+            &["wasi:filesystem/preopens@0.2.12", "wasi:io/streams@0.2.12"],
+            &[
+                "mmsr:search/metadata@0.1.0",
+                "mmsr:search/page-reader@0.1.0",
+            ],
+        );
+        let err = files.check(ToolKind::PageReader, false).unwrap_err();
+        assert!(
+            err.contains("wasi:filesystem/preopens@0.2.12") && err.contains("read_only_dirs"),
+            "{err}"
+        );
+        files.check(ToolKind::PageReader, true).unwrap();
 
         let sneaky = shape(
             &["wasi:http/types@0.2.12", "evil:host/escape@1.0.0"],
@@ -170,13 +197,13 @@ mod tests {
                 "mmsr:search/page-reader@0.1.0",
             ],
         );
-        let err = sneaky.check(ToolKind::PageReader).unwrap_err();
+        let err = sneaky.check(ToolKind::PageReader, true).unwrap_err();
         assert!(err.contains("evil:host/escape@1.0.0"), "{err}");
 
         let no_meta = shape(&[], &["mmsr:search/page-reader@0.1.0"]);
         assert!(
             no_meta
-                .check(ToolKind::PageReader)
+                .check(ToolKind::PageReader, false)
                 .unwrap_err()
                 .contains("metadata")
         );
