@@ -13,3 +13,4 @@ pub mod reward;
 pub mod rollout;
 pub mod testkit;
 pub mod tools;
+pub mod train;
