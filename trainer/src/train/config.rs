@@ -60,7 +60,11 @@ impl Default for RunConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// A transformers model dir (config.json, tokenizer.json, safetensors).
+    /// Which policy `path` holds.
+    pub kind: ModelKind,
+    /// A transformers model dir (config.json, tokenizer.json, safetensors);
+    /// for `kind = "bigram"`, an exported bigram dir or empty (random
+    /// weights from `run.seed`).
     pub path: String,
     /// "bf16", "f16" or "f32".
     pub dtype: String,
@@ -71,9 +75,21 @@ pub struct ModelConfig {
     pub lora: LoraConfig,
 }
 
+/// The policy families `train/policy_factory.rs` can build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelKind {
+    #[default]
+    #[serde(rename = "qwen2_5_vl")]
+    Qwen2_5Vl,
+    /// The testkit's tiny bigram LM, for CPU tests of the whole loop.
+    #[serde(rename = "bigram")]
+    Bigram,
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            kind: ModelKind::default(),
             path: String::new(),
             dtype: "bf16".into(),
             device: "auto".into(),
@@ -389,6 +405,10 @@ impl TrainConfig {
             ),
         );
         check(
+            m.kind != ModelKind::Qwen2_5Vl || !m.path.is_empty(),
+            "model.path must name a Qwen2.5-VL model dir".into(),
+        );
+        check(
             self.run.total_steps > 0 || self.run.epochs > 0,
             "set run.total_steps or run.epochs".into(),
         );
@@ -498,6 +518,7 @@ mod tests {
 
     fn parse(text: &str, overrides: &[&str]) -> Result<TrainConfig> {
         let mut t: toml::Table = toml::from_str(text).unwrap();
+        apply_override(&mut t, "model.path=models/m")?;
         for o in overrides {
             apply_override(&mut t, o)?;
         }
@@ -569,6 +590,18 @@ mod tests {
                 .to_string()
                 .contains("`a` is not a table")
         );
+    }
+
+    #[test]
+    fn model_kinds() {
+        let err = TrainConfig::from_table(toml::Table::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.path must name"), "{err}");
+        let cfg = parse("", &["model.kind=bigram", "model.path="]).unwrap();
+        assert_eq!(cfg.model.kind, ModelKind::Bigram);
+        let err = parse("", &["model.kind=gpt"]).unwrap_err().to_string();
+        assert!(err.contains("gpt") && err.contains("bigram"), "{err}");
     }
 
     #[test]

@@ -4,5 +4,5 @@
 pub mod config;
 
 pub use config::{
-    ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, RunConfig, TrainConfig,
+    ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig, TrainConfig,
 };
