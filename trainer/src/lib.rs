@@ -3,6 +3,7 @@
 //! comes in through [`tools::SearchTools`].
 
 pub mod algo;
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod eval;

@@ -31,6 +31,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchKind::Rollout => {
+            let rt = super::runtime()?;
+            let opts = mmsr_trainer::bench::rollout::RolloutBenchOptions::default();
+            let report = mmsr_trainer::bench::rollout::run(&opts, rt.handle())?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                mmsr_trainer::bench::rollout::print_table(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => anyhow::bail!("`mmsr-host bench {other:?}` is not built yet"),
     }
 }
