@@ -19,7 +19,7 @@ const VOCAB: i64 = 128 + 5;
 fn row_of(id: i64) -> i64 {
     match id {
         0..=127 => id,
-        _ if id >= IM_START && id < IM_START + 5 => 128 + (id - IM_START),
+        _ if (IM_START..IM_START + 5).contains(&id) => 128 + (id - IM_START),
         _ => '?' as i64,
     }
 }
