@@ -245,7 +245,7 @@ fn reward_rises_through_the_cli() {
     );
     assert!(
         ms.iter()
-            .all(|m| m.accuracy <= 1.0 && m.optimizer_steps == 2)
+            .all(|m| m.accuracy <= 1.0 && m.update.optimizer_steps == 2)
     );
 }
 

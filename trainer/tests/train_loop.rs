@@ -148,12 +148,16 @@ fn reward_rises_as_the_bigram_learns_the_answer() {
         "reward did not rise: {rewards:?}"
     );
     for m in &ms {
-        assert_eq!((m.trajectories, m.optimizer_steps), (32, 2));
-        assert!(m.kl.is_some() && m.entropy.unwrap() > 0.0 && m.grad_norm.is_some());
+        assert_eq!((m.trajectories, m.update.optimizer_steps), (32, 2));
+        assert!(
+            m.update.kl.is_some()
+                && m.update.entropy.unwrap() > 0.0
+                && m.update.grad_norm.is_some()
+        );
         assert!(m.response_length > 0.0 && m.lr == 0.2);
     }
     assert!(
-        ms[11].kl.unwrap() > 0.0,
+        ms[11].update.kl.unwrap() > 0.0,
         "the policy moved away from the reference"
     );
 

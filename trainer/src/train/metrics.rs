@@ -2,6 +2,7 @@
 //! plot aliases (`reward`, `accuracy`, `format`, `search/image_ratio`, …);
 //! nested objects flatten to `a/b`.
 
+use super::update::UpdateStats;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -25,17 +26,9 @@ pub struct StepMetrics {
     /// Trajectories the update saw (after equal-group filtering).
     pub trained_trajectories: usize,
     pub filtered_groups: usize,
-    /// Token-mean k3 KL to the reference (absent when `algo.kl_coef` = 0).
-    pub kl: Option<f64>,
-    /// Token-mean entropy of the rollout policy on its own tokens.
-    pub entropy: Option<f64>,
-    pub policy_loss: Option<f64>,
-    pub clip_frac: Option<f64>,
-    /// Mean global gradient norm over the step's optimizer steps, before clipping.
-    pub grad_norm: Option<f64>,
-    pub optimizer_steps: usize,
-    /// Optimizer steps skipped for a non-finite gradient.
-    pub skipped_updates: usize,
+    /// KL, entropy, policy loss, clip fraction, gradient norm, optimizer steps.
+    #[serde(flatten)]
+    pub update: UpdateStats,
     pub lr: f64,
     pub time: TimeMetrics,
 }

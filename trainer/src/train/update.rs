@@ -7,6 +7,7 @@ use super::config::AlgoConfig;
 use crate::algo::{AdamW, MicroBatch, grpo_objective};
 use crate::policy::{TrainablePolicy, Transcript};
 use anyhow::{Result, ensure};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// What the update needs besides the batch.
@@ -19,14 +20,18 @@ pub struct UpdateSettings<'a> {
     pub lr: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStats {
+    /// Token-mean k3 KL to the reference (absent when `algo.kl_coef` = 0).
     pub kl: Option<f64>,
+    /// Token-mean entropy of the rollout policy on its own tokens.
     pub entropy: Option<f64>,
     pub policy_loss: Option<f64>,
     pub clip_frac: Option<f64>,
+    /// Mean global gradient norm over the optimizer steps, before clipping.
     pub grad_norm: Option<f64>,
     pub optimizer_steps: usize,
+    /// Optimizer steps skipped for a non-finite gradient.
     pub skipped_updates: usize,
 }
 
