@@ -157,7 +157,8 @@ pub struct RolloutBenchOptions {
     pub mini_batch: usize,
     pub micro_batch: usize,
     pub lr: f64,
-    /// Timed GRPO steps on each side, after one untimed step.
+    /// Timed GRPO steps per round on each side (two rounds, taking turns),
+    /// after one untimed step.
     pub grpo_repeats: usize,
     pub python: PathBuf,
     pub script: PathBuf,
@@ -167,7 +168,9 @@ impl Default for RolloutBenchOptions {
     fn default() -> Self {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         Self {
-            prompts: 32,
+            // ~200 ms of bigram generation per round on one core: the
+            // regime (generation ≈ tool latency) where scheduling matters.
+            prompts: 64,
             n: 8,
             max_turn_tokens: 256,
             max_batch: 16,
@@ -368,6 +371,45 @@ pub struct StepTimes {
     pub median_ms: f64,
 }
 
+impl StepTimes {
+    fn of(times: Vec<f64>) -> Self {
+        Self {
+            best_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+            median_ms: median(times),
+        }
+    }
+}
+
+/// Timed rounds per side (each `grpo_repeats` steps).
+const GRPO_ROUNDS: usize = 2;
+
+/// Runs the PyTorch twin once on `dir`; its timed step times (ms).
+fn run_twin(o: &RolloutBenchOptions, dir: &Path) -> Result<Vec<f64>> {
+    let out = Command::new(&o.python)
+        .arg(&o.script)
+        .arg(dir)
+        .output()
+        .with_context(|| format!("running {} {}", o.python.display(), o.script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            o.script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json"))?)?;
+    result["step_ms"]
+        .as_array()
+        .context("result.json has no step_ms")?
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .context("result.json: step_ms holds a non-number")
+        })
+        .collect()
+}
+
 pub struct GrpoComparison {
     pub ours: StepTimes,
     pub torch: StepTimes,
@@ -427,61 +469,46 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
     let named = policy.trainable_parameters();
     let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut optim = AdamW::new(named, crate::algo::AdamWConfig::default());
-    let mut times = Vec::new();
-    let mut after_one = Vec::new();
-    for r in 0..=o.grpo_repeats {
-        let t0 = Instant::now();
-        grpo_update(
-            &mut policy,
-            &mut optim,
-            &params,
-            &batch,
-            &advantages,
-            &settings,
-        )?;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        if r == 0 {
-            after_one = policy
-                .trainable_parameters()
-                .into_iter()
-                .map(|(n, t)| {
-                    (
-                        n,
-                        t.detach()
-                            .to_device(Device::Cpu)
-                            .to_kind(Kind::Float)
-                            .copy(),
-                    )
-                })
-                .collect();
-        } else {
-            times.push(ms);
+    // Untimed first step: its result is what the two sides compare.
+    grpo_update(
+        &mut policy,
+        &mut optim,
+        &params,
+        &batch,
+        &advantages,
+        &settings,
+    )?;
+    let after_one: Vec<(String, Tensor)> = policy
+        .trainable_parameters()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                t.detach()
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .copy(),
+            )
+        })
+        .collect();
+    // The sides take turns, so load that comes and goes on the machine
+    // falls on both.
+    let (mut ours, mut theirs_ms) = (Vec::new(), Vec::new());
+    for _ in 0..GRPO_ROUNDS {
+        for _ in 0..o.grpo_repeats {
+            let t0 = Instant::now();
+            grpo_update(
+                &mut policy,
+                &mut optim,
+                &params,
+                &batch,
+                &advantages,
+                &settings,
+            )?;
+            ours.push(t0.elapsed().as_secs_f64() * 1e3);
         }
+        theirs_ms.extend(run_twin(o, &dir)?);
     }
-
-    let out = Command::new(&o.python)
-        .arg(&o.script)
-        .arg(&dir)
-        .output()
-        .with_context(|| format!("running {} {}", o.python.display(), o.script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            o.script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json"))?)?;
-    let field = |k: &str| {
-        result[k]
-            .as_f64()
-            .with_context(|| format!("result.json has no {k}"))
-    };
-    let torch = StepTimes {
-        best_ms: field("best_ms")?,
-        median_ms: field("median_ms")?,
-    };
     let theirs = Tensor::read_safetensors(dir.join("weights.safetensors"))?;
     let mut max_diff = 0f64;
     for (name, ours) in &after_one {
@@ -498,11 +525,8 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
     let response_tokens = batch.iter().map(|t| t.response_len()).sum();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(GrpoComparison {
-        ours: StepTimes {
-            best_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
-            median_ms: median(times),
-        },
-        torch,
+        ours: StepTimes::of(ours),
+        torch: StepTimes::of(theirs_ms),
         max_weight_diff: max_diff,
         response_tokens,
     })
