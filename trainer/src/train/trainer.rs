@@ -71,6 +71,23 @@ fn data_fingerprint(samples: &[Sample]) -> String {
     )
 }
 
+/// A bar over the steps on a terminal; hidden otherwise (logs stay clean).
+fn progress_bar(enabled: bool, total_steps: usize, step: usize) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_position(step as u64);
+    pb
+}
+
 /// Where a run ended.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
@@ -178,23 +195,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         } else {
             None
         };
-        let progress = if cfg.run.progress && std::io::stderr().is_terminal() {
-            let pb = ProgressBar::with_draw_target(
-                Some(total_steps as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            pb.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} eta {eta} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            pb.set_position(step as u64);
-            pb
-        } else {
-            ProgressBar::hidden()
-        };
+        let progress = progress_bar(cfg.run.progress, total_steps, step);
         Ok(Self {
             cfg,
             policy,
@@ -364,18 +365,21 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             "reward {:.3} acc {:.3} search {:.2}",
             m.reward, m.accuracy, m.search.ratio
         ));
-        tracing::info!(
-            step = m.step,
-            reward = m.reward,
-            accuracy = m.accuracy,
-            format = m.format,
-            search = m.search.ratio,
-            kl = m.update.kl,
-            grad_norm = m.update.grad_norm,
-            lr = m.lr,
-            secs = m.time.step,
-            "step"
-        );
+        // Logs go around the bar, not through it.
+        self.progress.suspend(|| {
+            tracing::info!(
+                step = m.step,
+                reward = m.reward,
+                accuracy = m.accuracy,
+                format = m.format,
+                search = m.search.ratio,
+                kl = m.update.kl,
+                grad_norm = m.update.grad_norm,
+                lr = m.lr,
+                secs = m.time.step,
+                "step"
+            )
+        });
         Ok(())
     }
 
