@@ -224,6 +224,10 @@ pub struct ModeComparison {
     pub sync_run: ModeRun,
     /// sync / async wall time.
     pub async_speedup: f64,
+    /// The most any scheduling could gain here, from the sync run: sync
+    /// time over max(all generation, first-round generation + two
+    /// searches), generation being serial on the model thread.
+    pub async_bound: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -334,9 +338,14 @@ pub fn rollout_modes<P: Policy>(
         slow = best(slow, run(RolloutMode::Sync)?);
     }
     let (async_run, sync_run) = (fast.expect("≥ 1 run"), slow.expect("≥ 1 run"));
+    let trajectories = reqs.len() as f64;
+    let turns = trajectories + sync_run.tool_calls as f64;
+    let first_round = sync_run.generate_ms * trajectories / turns;
+    let chain = 2.0 * o.tool_latency.as_secs_f64() * 1e3;
     Ok(ModeComparison {
         workload,
         async_speedup: sync_run.wall_ms / async_run.wall_ms,
+        async_bound: sync_run.wall_ms / sync_run.generate_ms.max(first_round + chain),
         async_run,
         sync_run,
     })
@@ -632,7 +641,10 @@ pub fn print_table(r: &RolloutBenchReport) {
         r.trajectories, r.policy, r.tool_latency_ms, r.max_batch
     );
     for c in [&r.rag, &r.on_demand] {
-        println!("  {:?}: async speedup {:.2}x", c.workload, c.async_speedup);
+        println!(
+            "  {:?}: async speedup {:.2}x (at most {:.2}x for any schedule)",
+            c.workload, c.async_speedup, c.async_bound
+        );
         for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
             println!(
                 "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
