@@ -15,3 +15,4 @@ pub mod reward;
 pub mod rollout;
 pub mod testkit;
 pub mod tools;
+pub mod train;

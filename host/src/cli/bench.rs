@@ -21,34 +21,41 @@ pub enum BenchKind {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
     match args.kind {
-        BenchKind::Tools => {
-            let report = super::runtime()?.block_on(crate::bench::tools::run())?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                crate::bench::tools::print_table(&report);
-            }
-            Ok(ExitCode::SUCCESS)
+        BenchKind::Tools => emit(
+            &super::runtime()?.block_on(crate::bench::tools::run())?,
+            json,
+            crate::bench::tools::print_table,
+        ),
+        BenchKind::Pipeline => emit(
+            &super::runtime()?.block_on(crate::bench::pipeline::run())?,
+            json,
+            crate::bench::pipeline::print_table,
+        ),
+        BenchKind::Generate => emit(
+            &mmsr_trainer::bench::generate::run()?,
+            json,
+            mmsr_trainer::bench::generate::print_table,
+        ),
+        BenchKind::Rollout => {
+            let rt = super::runtime()?;
+            let opts = mmsr_trainer::bench::rollout::RolloutBenchOptions::default();
+            emit(
+                &mmsr_trainer::bench::rollout::run(&opts, rt.handle())?,
+                json,
+                mmsr_trainer::bench::rollout::print_table,
+            )
         }
-        BenchKind::Pipeline => {
-            let report = super::runtime()?.block_on(crate::bench::pipeline::run())?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                crate::bench::pipeline::print_table(&report);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        BenchKind::Generate => {
-            let report = mmsr_trainer::bench::generate::run()?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                mmsr_trainer::bench::generate::print_table(&report);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        other => anyhow::bail!("`mmsr-host bench {other:?}` is not built yet"),
     }
+}
+
+/// One JSON object on stdout with `--json`, else the human table.
+fn emit<R: serde::Serialize>(report: &R, json: bool, table: fn(&R)) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        table(report);
+    }
+    Ok(ExitCode::SUCCESS)
 }

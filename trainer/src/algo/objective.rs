@@ -54,13 +54,13 @@ pub fn grpo_objective(
     if let Some(kl) = &kl
         && cfg.kl_coef != 0.0
     {
-        loss = loss + kl * cfg.kl_coef;
+        loss += kl * cfg.kl_coef;
     }
     let entropy = b.entropy.map(agg);
     if let Some(ent) = &entropy
         && cfg.entropy_coef != 0.0
     {
-        loss = loss - ent * cfg.entropy_coef;
+        loss -= ent * cfg.entropy_coef;
     }
     let scalar =
         |t: Option<&Tensor>| t.map_or(0.0, |t| t.detach().to_kind(Kind::Double).double_value(&[]));

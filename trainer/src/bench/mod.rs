@@ -2,3 +2,4 @@
 //! baseline side by side in the same run.
 
 pub mod generate;
+pub mod rollout;

@@ -137,7 +137,14 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 continue;
             }
             let mut launches = Vec::new();
-            for batch in self.batches(&slots, ready) {
+            // Async: one generation call per pass, so trajectories whose
+            // searches finished meanwhile join the next call instead of
+            // waiting behind the rest of the ready set.
+            let mut batches = self.batches(&slots, ready);
+            if self.cfg.mode == RolloutMode::Async {
+                batches.truncate(1);
+            }
+            for batch in batches {
                 let budget = batch.0;
                 let idx = batch.1;
                 let params = SampleParams {

@@ -82,11 +82,10 @@ impl Prompts {
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String> {
-        Ok(self
-            .env
+        self.env
             .get_template(name)?
             .render(ctx)
-            .with_context(|| format!("rendering prompt `{name}`"))?)
+            .with_context(|| format!("rendering prompt `{name}`"))
     }
 
     pub fn first_turn(&self, question: &str, max_rounds: usize) -> Result<String> {

@@ -19,7 +19,7 @@ const VOCAB: i64 = 128 + 5;
 fn row_of(id: i64) -> i64 {
     match id {
         0..=127 => id,
-        _ if id >= IM_START && id < IM_START + 5 => 128 + (id - IM_START),
+        _ if (IM_START..IM_START + 5).contains(&id) => 128 + (id - IM_START),
         _ => '?' as i64,
     }
 }
@@ -45,15 +45,75 @@ impl BigramPolicy {
     /// Random weights from `seed`; `im_end_bias` raises the odds of ending a
     /// turn, to keep sampled turns short.
     pub fn new(seed: u64, im_end_bias: f64) -> Self {
+        Self::from_weight(Self::random(seed, im_end_bias))
+    }
+
+    fn random(seed: u64, im_end_bias: f64) -> Tensor {
         tch::manual_seed(seed as i64);
         let w = Tensor::randn([VOCAB, VOCAB], (Kind::Float, Device::Cpu)) * 0.5;
         let end_col = row_of(IM_END);
         let _ = w.narrow(1, end_col, 1).g_add_scalar_(im_end_bias);
+        w
+    }
+
+    /// The reference is a frozen copy of `w`.
+    fn from_weight(w: Tensor) -> Self {
         let reference = w.copy();
         Self {
             weight: w.set_requires_grad(true),
             reference,
         }
+    }
+
+    /// Random weights plus `strength` on each transition of the given turn
+    /// texts (from the generation prompt's last token to `<|im_end|>`): a
+    /// stand-in for a warm-started model, so GRPO sees rewards from step 1.
+    pub fn with_prior(seed: u64, im_end_bias: f64, turns: &[&str], strength: f64) -> Self {
+        let w = Self::random(seed, im_end_bias);
+        let mut table = Vec::<f32>::try_from(w.flatten(0, 1)).expect("f32 table");
+        let mut seen = std::collections::HashSet::new();
+        for turn in turns {
+            let mut ids = vec!['\n' as i64];
+            ids.extend(ChatTokens::text(turn));
+            ids.push(IM_END);
+            for pair in ids.windows(2) {
+                let (a, b) = (row_of(pair[0]), row_of(pair[1]));
+                if seen.insert((a, b)) {
+                    table[(a * VOCAB + b) as usize] += strength as f32;
+                }
+            }
+        }
+        Self::from_weight(Tensor::from_slice(&table).view([VOCAB, VOCAB]))
+    }
+
+    /// Reads a dir written by [`TrainablePolicy::export`]; its weights are
+    /// also the reference.
+    pub fn load(dir: &std::path::Path) -> Result<Self> {
+        let config = dir.join("config.json");
+        let text = std::fs::read_to_string(&config)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+        if !text.contains("\"mmsr-bigram\"") {
+            anyhow::bail!(
+                "{} is not a bigram model (model_type must be \"mmsr-bigram\")",
+                config.display()
+            );
+        }
+        let file = dir.join("model.safetensors");
+        let tensors = Tensor::read_safetensors(&file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let (_, w) = tensors
+            .into_iter()
+            .find(|(n, _)| n == "bigram.weight")
+            .ok_or_else(|| anyhow::anyhow!("{} has no tensor `bigram.weight`", file.display()))?;
+        if w.size() != [VOCAB, VOCAB] || w.kind() != Kind::Float {
+            anyhow::bail!(
+                "{}: `bigram.weight` is {:?} {:?}, expected Float [{VOCAB}, {VOCAB}]",
+                file.display(),
+                w.kind(),
+                w.size()
+            );
+        }
+        Ok(Self::from_weight(w))
     }
 
     fn scores(
@@ -217,6 +277,42 @@ impl TrainablePolicy for BigramPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prior_makes_its_turns_likely_and_export_round_trips() {
+        let turn = "<answer>7</answer>";
+        let plain = BigramPolicy::new(5, 0.0);
+        let mut primed = BigramPolicy::with_prior(5, 0.0, &[turn], 8.0);
+        let mut t = Transcript::default();
+        ChatTokens::user_turn(&mut t, &[Segment::Text("q".into())]).unwrap();
+        ChatTokens::forced(&mut t, turn);
+        let total = |p: &mut BigramPolicy| {
+            p.score(&[&t], 1.0, false)
+                .unwrap()
+                .logprobs
+                .sum(Kind::Float)
+                .double_value(&[])
+        };
+        let mut plain = plain;
+        assert!(total(&mut primed) > total(&mut plain) + 50.0);
+        let dir = tempfile::tempdir().unwrap();
+        primed.export(dir.path()).unwrap();
+        let mut back = BigramPolicy::load(dir.path()).unwrap();
+        assert_eq!(total(&mut back), total(&mut primed));
+        let r = back
+            .score_reference(&[&t], 1.0)
+            .unwrap()
+            .sum(Kind::Float)
+            .double_value(&[]);
+        assert_eq!(r, total(&mut primed), "loaded weights are the reference");
+        std::fs::write(
+            dir.path().join("config.json"),
+            "{\"model_type\": \"qwen2_5_vl\"}",
+        )
+        .unwrap();
+        let err = BigramPolicy::load(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("not a bigram model"), "{err}");
+    }
 
     /// The log-probs recorded while sampling equal those of a teacher-forced
     /// forward over the transcript: the invariant PPO ratios rest on.

@@ -60,7 +60,11 @@ impl Default for RunConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// A transformers model dir (config.json, tokenizer.json, safetensors).
+    /// Which policy `path` holds.
+    pub kind: ModelKind,
+    /// A transformers model dir (config.json, tokenizer.json, safetensors);
+    /// for `kind = "bigram"`, an exported bigram dir or empty (random
+    /// weights from `run.seed`).
     pub path: String,
     /// "bf16", "f16" or "f32".
     pub dtype: String,
@@ -71,9 +75,21 @@ pub struct ModelConfig {
     pub lora: LoraConfig,
 }
 
+/// The policy families `train/policy_factory.rs` can build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelKind {
+    #[default]
+    #[serde(rename = "qwen2_5_vl")]
+    Qwen2_5Vl,
+    /// The testkit's tiny bigram LM, for CPU tests of the whole loop.
+    #[serde(rename = "bigram")]
+    Bigram,
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            kind: ModelKind::default(),
             path: String::new(),
             dtype: "bf16".into(),
             device: "auto".into(),
@@ -100,9 +116,17 @@ impl Default for LoraConfig {
             rank: 0,
             alpha: 32.0,
             dropout: 0.0,
-            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-                .map(String::from)
-                .to_vec(),
+            target_modules: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -213,16 +237,21 @@ impl Default for ActorConfig {
 
 impl ActorConfig {
     pub fn adamw(&self) -> AdamWConfig {
-        AdamWConfig { betas: (self.betas[0], self.betas[1]), eps: self.eps, weight_decay: self.weight_decay }
+        AdamWConfig {
+            betas: (self.betas[0], self.betas[1]),
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
     }
 }
 
 impl TrainConfig {
     /// Reads `path`, applies `key=value` overrides, and checks the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("config {} is not valid TOML", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("config {} is not valid TOML", path.display()))?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
@@ -232,13 +261,12 @@ impl TrainConfig {
     /// Builds a config from a TOML table; unknown keys and bad values are
     /// named.
     pub fn from_table(table: toml::Table) -> Result<Self> {
-        // Re-serialised so value errors carry the offending line.
-        let text = toml::to_string(&table)?;
-        let de = toml::de::Deserializer::parse(&text)?;
+        // Unknown keys are found before deserialising: `deny_unknown_fields`
+        // would stop at the first one without a suggestion.
+        let known = known_keys();
         let mut unknown = Vec::new();
-        let parsed: Result<Self, _> = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        unknown_keys("", &table, &known, &mut unknown);
         if !unknown.is_empty() {
-            let known = known_keys();
             let msgs: Vec<String> = unknown
                 .iter()
                 .map(|k| match suggest(k, &known) {
@@ -248,7 +276,9 @@ impl TrainConfig {
                 .collect();
             bail!("{}", msgs.join("; "));
         }
-        let cfg = parsed.map_err(|e| anyhow::anyhow!("bad value: {e}"))?;
+        // Re-serialised so value errors carry the offending line.
+        let text = toml::to_string(&table)?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad value: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -262,46 +292,131 @@ impl TrainConfig {
             }
         };
         let r = &self.rollout;
-        check(r.n >= 1, format!("rollout.n must be at least 1 (got {})", r.n));
-        check(r.batch_prompts >= 1, format!("rollout.batch_prompts must be at least 1 (got {})", r.batch_prompts));
-        check(r.max_rounds >= 1, format!("rollout.max_rounds must be at least 1 (got {})", r.max_rounds));
-        check(r.max_turn_tokens >= 1, "rollout.max_turn_tokens must be at least 1".into());
+        check(
+            r.n >= 1,
+            format!("rollout.n must be at least 1 (got {})", r.n),
+        );
+        check(
+            r.batch_prompts >= 1,
+            format!(
+                "rollout.batch_prompts must be at least 1 (got {})",
+                r.batch_prompts
+            ),
+        );
+        check(
+            r.max_rounds >= 1,
+            format!(
+                "rollout.max_rounds must be at least 1 (got {})",
+                r.max_rounds
+            ),
+        );
+        check(
+            r.max_turn_tokens >= 1,
+            "rollout.max_turn_tokens must be at least 1".into(),
+        );
         check(
             r.max_response_tokens >= r.max_turn_tokens.min(1),
             "rollout.max_response_tokens must be at least 1".into(),
         );
-        check(r.temperature > 0.0, format!("rollout.temperature must be > 0 for GRPO sampling (got {})", r.temperature));
-        check(r.top_p > 0.0 && r.top_p <= 1.0, format!("rollout.top_p must be in (0, 1] (got {})", r.top_p));
+        check(
+            r.temperature > 0.0,
+            format!(
+                "rollout.temperature must be > 0 for GRPO sampling (got {})",
+                r.temperature
+            ),
+        );
+        check(
+            r.top_p > 0.0 && r.top_p <= 1.0,
+            format!("rollout.top_p must be in (0, 1] (got {})", r.top_p),
+        );
         let w = &self.reward;
-        check((0.0..=1.0).contains(&w.alpha), format!("reward.alpha must be in [0, 1] (got {})", w.alpha));
+        check(
+            (0.0..=1.0).contains(&w.alpha),
+            format!("reward.alpha must be in [0, 1] (got {})", w.alpha),
+        );
         check(
             (0.0..=1.0).contains(&w.search_penalty),
-            format!("reward.search_penalty must be in [0, 1] (got {})", w.search_penalty),
+            format!(
+                "reward.search_penalty must be in [0, 1] (got {})",
+                w.search_penalty
+            ),
         );
         let a = &self.algo;
-        check(a.clip_low >= 0.0 && a.clip_low < 1.0, format!("algo.clip_low must be in [0, 1) (got {})", a.clip_low));
-        check(a.clip_high >= 0.0, format!("algo.clip_high must be ≥ 0 (got {})", a.clip_high));
-        check(a.kl_type == "low_var_kl", format!("algo.kl_type: only \"low_var_kl\" is implemented (got {:?})", a.kl_type));
-        check(a.kl_coef >= 0.0, format!("algo.kl_coef must be ≥ 0 (got {})", a.kl_coef));
-        check(a.ppo_epochs >= 1, "algo.ppo_epochs must be at least 1".into());
-        check(a.micro_batch >= 1, "algo.micro_batch must be at least 1".into());
+        check(
+            a.clip_low >= 0.0 && a.clip_low < 1.0,
+            format!("algo.clip_low must be in [0, 1) (got {})", a.clip_low),
+        );
+        check(
+            a.clip_high >= 0.0,
+            format!("algo.clip_high must be ≥ 0 (got {})", a.clip_high),
+        );
+        check(
+            a.kl_type == "low_var_kl",
+            format!(
+                "algo.kl_type: only \"low_var_kl\" is implemented (got {:?})",
+                a.kl_type
+            ),
+        );
+        check(
+            a.kl_coef >= 0.0,
+            format!("algo.kl_coef must be ≥ 0 (got {})", a.kl_coef),
+        );
+        check(
+            a.ppo_epochs >= 1,
+            "algo.ppo_epochs must be at least 1".into(),
+        );
+        check(
+            a.micro_batch >= 1,
+            "algo.micro_batch must be at least 1".into(),
+        );
         check(a.adv_eps > 0.0, "algo.adv_eps must be > 0".into());
         let o = &self.actor;
-        check(o.lr > 0.0 && o.lr.is_finite(), format!("actor.lr must be > 0 (got {})", o.lr));
-        check(o.betas.iter().all(|b| (0.0..1.0).contains(b)), format!("actor.betas must be in [0, 1) (got {:?})", o.betas));
+        check(
+            o.lr > 0.0 && o.lr.is_finite(),
+            format!("actor.lr must be > 0 (got {})", o.lr),
+        );
+        check(
+            o.betas.iter().all(|b| (0.0..1.0).contains(b)),
+            format!("actor.betas must be in [0, 1) (got {:?})", o.betas),
+        );
         check(o.grad_clip >= 0.0, "actor.grad_clip must be ≥ 0".into());
-        check((0.0..=1.0).contains(&o.min_lr_ratio), "actor.min_lr_ratio must be in [0, 1]".into());
+        check(
+            (0.0..=1.0).contains(&o.min_lr_ratio),
+            "actor.min_lr_ratio must be in [0, 1]".into(),
+        );
         let m = &self.model;
         check(
             matches!(m.dtype.as_str(), "bf16" | "f16" | "f32"),
-            format!("model.dtype must be \"bf16\", \"f16\" or \"f32\" (got {:?})", m.dtype),
+            format!(
+                "model.dtype must be \"bf16\", \"f16\" or \"f32\" (got {:?})",
+                m.dtype
+            ),
         );
         check(
-            m.device == "auto" || m.device == "cpu" || m.device == "cuda" || m.device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok()),
-            format!("model.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (got {:?})", m.device),
+            m.device == "auto"
+                || m.device == "cpu"
+                || m.device == "cuda"
+                || m.device
+                    .strip_prefix("cuda:")
+                    .is_some_and(|n| n.parse::<usize>().is_ok()),
+            format!(
+                "model.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (got {:?})",
+                m.device
+            ),
         );
-        check(self.run.total_steps > 0 || self.run.epochs > 0, "set run.total_steps or run.epochs".into());
-        if errs.is_empty() { Ok(()) } else { bail!("{}", errs.join("; ")) }
+        check(
+            m.kind != ModelKind::Qwen2_5Vl || !m.path.is_empty(),
+            "model.path must name a Qwen2.5-VL model dir".into(),
+        );
+        check(
+            self.run.total_steps > 0 || self.run.epochs > 0,
+            "set run.total_steps or run.epochs".into(),
+        );
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", errs.join("; "))
+        }
     }
 
     /// The resolved config as TOML, as written to the run dir.
@@ -313,7 +428,9 @@ impl TrainConfig {
 /// Applies `a.b.c=value`; the value is read as TOML (`8`, `1e-6`, `true`,
 /// `[0.9, 0.95]`, `"x"`) or else taken as a bare string (`runs/x`).
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, raw) = spec.split_once('=').with_context(|| format!("override `{spec}` is not key=value"))?;
+    let (key, raw) = spec
+        .split_once('=')
+        .with_context(|| format!("override `{spec}` is not key=value"))?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
         bail!("override `{spec}` has an empty key part");
@@ -326,10 +443,15 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     let last = parts.pop().expect("non-empty key");
     let mut cur = table;
     for (i, p) in parts.iter().enumerate() {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .with_context(|| format!("override `{spec}`: `{}` is not a table", parts[..=i].join(".")))?;
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().with_context(|| {
+            format!(
+                "override `{spec}`: `{}` is not a table",
+                parts[..=i].join(".")
+            )
+        })?;
     }
     cur.insert(last.to_string(), value);
     Ok(())
@@ -339,7 +461,11 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
 fn known_keys() -> Vec<String> {
     fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
         for (k, v) in t {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if let toml::Value::Table(inner) = v {
                 walk(&path, inner, out);
             }
@@ -351,6 +477,23 @@ fn known_keys() -> Vec<String> {
         walk("", &t, &mut out);
     }
     out
+}
+
+/// Key paths of `table` that the config does not have; a wrong table is
+/// named once, not its contents. `[search]` is free-form (the host reads it).
+fn unknown_keys(prefix: &str, table: &toml::Table, known: &[String], out: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if !known.contains(&path) {
+            out.push(path);
+        } else if let (toml::Value::Table(inner), false) = (v, path == "search") {
+            unknown_keys(&path, inner, known, out);
+        }
+    }
 }
 
 /// The closest known key: same-table keys weigh most (a typo), then the
@@ -375,6 +518,7 @@ mod tests {
 
     fn parse(text: &str, overrides: &[&str]) -> Result<TrainConfig> {
         let mut t: toml::Table = toml::from_str(text).unwrap();
+        apply_override(&mut t, "model.path=models/m")?;
         for o in overrides {
             apply_override(&mut t, o)?;
         }
@@ -385,7 +529,14 @@ mod tests {
     fn overrides_set_typed_values() {
         let cfg = parse(
             "[rollout]\nn = 4\n[actor]\nlr = 2e-6\n",
-            &["rollout.n=8", "actor.lr=1e-6", "actor.betas=[0.9, 0.95]", "run.dir=runs/x", "rollout.mode=sync", "search.backend=\"fake\""],
+            &[
+                "rollout.n=8",
+                "actor.lr=1e-6",
+                "actor.betas=[0.9, 0.95]",
+                "run.dir=runs/x",
+                "rollout.mode=sync",
+                "search.backend=\"fake\"",
+            ],
         )
         .unwrap();
         assert_eq!(cfg.rollout.n, 8);
@@ -402,11 +553,17 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_with_a_suggestion() {
         let err = parse("[actor]\nlrr = 1e-6\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("unknown key `actor.lrr` (did you mean `actor.lr`?)"), "{err}");
+        assert!(
+            err.contains("unknown key `actor.lrr` (did you mean `actor.lr`?)"),
+            "{err}"
+        );
         let err = parse("", &["rollout.kl_coef=0.1"]).unwrap_err().to_string();
         assert!(err.contains("did you mean `algo.kl_coef`"), "{err}");
         let err = parse("[rolout]\nn = 2\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("unknown key `rolout` (did you mean `rollout`?)"), "{err}");
+        assert!(
+            err.contains("unknown key `rolout` (did you mean `rollout`?)"),
+            "{err}"
+        );
         let err = parse("", &["zzz.qqq=1"]).unwrap_err().to_string();
         assert_eq!(err, "unknown key `zzz`");
     }
@@ -415,14 +572,36 @@ mod tests {
     fn bad_values_are_named() {
         let err = parse("", &["actor.lr=fast"]).unwrap_err().to_string();
         assert!(err.contains("lr") && err.contains("invalid type"), "{err}");
-        let err = parse("", &["rollout.n=0", "reward.alpha=2"]).unwrap_err().to_string();
-        assert!(err.contains("rollout.n must be at least 1 (got 0)") && err.contains("reward.alpha"), "{err}");
+        let err = parse("", &["rollout.n=0", "reward.alpha=2"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rollout.n must be at least 1 (got 0)") && err.contains("reward.alpha"),
+            "{err}"
+        );
         let err = parse("", &["rollout.mode=fast"]).unwrap_err().to_string();
         assert!(err.contains("mode") && err.contains("async"), "{err}");
         assert!(apply_override(&mut toml::Table::new(), "rollout.n").is_err());
         let mut t = toml::Table::new();
         apply_override(&mut t, "a=1").unwrap();
-        assert!(apply_override(&mut t, "a.b=1").unwrap_err().to_string().contains("`a` is not a table"));
+        assert!(
+            apply_override(&mut t, "a.b=1")
+                .unwrap_err()
+                .to_string()
+                .contains("`a` is not a table")
+        );
+    }
+
+    #[test]
+    fn model_kinds() {
+        let err = TrainConfig::from_table(toml::Table::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.path must name"), "{err}");
+        let cfg = parse("", &["model.kind=bigram", "model.path="]).unwrap();
+        assert_eq!(cfg.model.kind, ModelKind::Bigram);
+        let err = parse("", &["model.kind=gpt"]).unwrap_err().to_string();
+        assert!(err.contains("gpt") && err.contains("bigram"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,675 @@
+//! `mmsr-host bench rollout`, each half against its baseline in the same run:
+//! - one rollout batch in async mode against round-synchronous mode, same
+//!   policy and requests, with fake tools of a fixed latency (200 ms). The
+//!   policy generates every turn itself (real cost, real batching), but the
+//!   action each turn takes is scripted ([`ForcedActions`]), so the batch has
+//!   a known search shape whatever the policy has learnt: [`Workload::Rag`]
+//!   (every trajectory image-searches, text-searches, then answers: the most
+//!   rounds the paper's limits allow) for the headline, and
+//!   [`Workload::OnDemand`] (a quarter each of the four valid formats).
+//!   Async cannot beat (first-round generation + 2 × latency): its gain is
+//!   the later rounds' generation hidden behind searches;
+//! - one GRPO update step (the trainer's own [`grpo_update`]) against an
+//!   equivalent PyTorch implementation (`tests/python/grpo_step.py`) on the
+//!   same weights and batch; the weights after one step are compared too.
+//!
+//! Generic over the policy: [`bench_policy`] picks the one measured, and the
+//! Python side picks its twin from the exported `config.json`'s
+//! `model_type`.
+
+use crate::algo::{AdamW, group_advantages};
+use crate::policy::{
+    FinishReason, Policy, SampleParams, Segment, TrainablePolicy, Transcript, TurnOutput,
+};
+use crate::rollout::{
+    Prompts, RolloutConfig, RolloutEngine, RolloutMode, RolloutRequest, RolloutStats,
+};
+use crate::testkit::BigramPolicy;
+use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
+use crate::train::{AlgoConfig, UpdateSettings, grpo_update};
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+use tokio::runtime::Handle;
+
+/// The policy measured. To bench another, return it here (e.g. the tiny
+/// Qwen2.5-VL); `tests/python/grpo_step.py` needs a twin for its model_type.
+pub fn bench_policy() -> Result<BigramPolicy> {
+    // No end-of-turn bias: turns of ~130 tokens, capped by max_turn_tokens.
+    Ok(BigramPolicy::new(7, 0.0))
+}
+
+const ANSWER: &str = "<reason>r</reason><answer>a</answer>";
+const IMAGE: &str = "<reason>r</reason><search><img></search>";
+const TEXT: &str = "<reason>r</reason><text_search>landmark</text_search>";
+/// The paper's valid formats.
+const PATTERNS: [&[&str]; 4] = [
+    &[ANSWER],
+    &[IMAGE, ANSWER],
+    &[TEXT, ANSWER],
+    &[IMAGE, TEXT, ANSWER],
+];
+
+/// The search shape of a bench batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// Image search, text search, answer: every trajectory, every round.
+    Rag,
+    /// The four valid formats in turn.
+    OnDemand,
+}
+
+/// Wraps a policy: it generates each turn (so generation costs what it
+/// costs), then the turn's text is replaced by the next action of the
+/// session's pattern, which is what the rollout engine acts on. Transcripts
+/// keep the generated tokens.
+pub struct ForcedActions<P> {
+    inner: P,
+    workload: Workload,
+    opened: usize,
+}
+
+pub struct ForcedSession<S> {
+    inner: S,
+    pattern: &'static [&'static str],
+    turn: usize,
+}
+
+impl<P: Policy> ForcedActions<P> {
+    pub fn new(inner: P, workload: Workload) -> Self {
+        Self {
+            inner,
+            workload,
+            opened: 0,
+        }
+    }
+
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+}
+
+impl<P: Policy> Policy for ForcedActions<P> {
+    type Session = ForcedSession<P::Session>;
+
+    fn open(&mut self, user: &[Segment]) -> Result<Self::Session> {
+        let pattern = match self.workload {
+            Workload::Rag => PATTERNS[3],
+            Workload::OnDemand => PATTERNS[self.opened % PATTERNS.len()],
+        };
+        self.opened += 1;
+        Ok(ForcedSession {
+            inner: self.inner.open(user)?,
+            pattern,
+            turn: 0,
+        })
+    }
+
+    fn push_user(&mut self, s: &mut Self::Session, user: &[Segment]) -> Result<()> {
+        self.inner.push_user(&mut s.inner, user)
+    }
+
+    fn generate(
+        &mut self,
+        sessions: &mut [&mut Self::Session],
+        params: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<TurnOutput>> {
+        let mut inner: Vec<&mut P::Session> = sessions.iter_mut().map(|s| &mut s.inner).collect();
+        let mut outs = self.inner.generate(&mut inner, params, seed)?;
+        for (s, out) in sessions.iter_mut().zip(&mut outs) {
+            out.text = s.pattern[s.turn.min(s.pattern.len() - 1)].to_string();
+            out.finish = FinishReason::Stop;
+            s.turn += 1;
+        }
+        Ok(outs)
+    }
+
+    fn push_assistant(&mut self, s: &mut Self::Session, text: &str) -> Result<()> {
+        self.inner.push_assistant(&mut s.inner, text)
+    }
+
+    fn transcript<'s>(&self, s: &'s Self::Session) -> &'s Transcript {
+        self.inner.transcript(&s.inner)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RolloutBenchOptions {
+    pub prompts: usize,
+    pub n: usize,
+    pub max_turn_tokens: usize,
+    /// Sessions per generation call (0: no cap), as GPU memory imposes.
+    pub max_batch: usize,
+    pub tool_latency: Duration,
+    /// Runs of each mode, alternating; the best counts (other load on the
+    /// machine only ever adds time).
+    pub rollout_repeats: usize,
+    /// Trajectories in the GRPO batch.
+    pub grpo_trajectories: usize,
+    pub ppo_epochs: usize,
+    /// Trajectories per optimizer step (0: the whole batch, one step).
+    pub mini_batch: usize,
+    pub micro_batch: usize,
+    pub lr: f64,
+    /// Timed GRPO steps per round on each side (two rounds, taking turns),
+    /// after one untimed step.
+    pub grpo_repeats: usize,
+    pub python: PathBuf,
+    pub script: PathBuf,
+}
+
+impl Default for RolloutBenchOptions {
+    fn default() -> Self {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Self {
+            // 70–150 ms of bigram generation per round on a 2-core box,
+            // against 200 ms searches: async gains most when the two are
+            // equal (see `async_bound`).
+            prompts: 64,
+            n: 8,
+            max_turn_tokens: 256,
+            max_batch: 16,
+            tool_latency: Duration::from_millis(200),
+            rollout_repeats: 3,
+            grpo_trajectories: 32,
+            ppo_epochs: 1,
+            mini_batch: 0,
+            micro_batch: 8,
+            lr: 1e-3,
+            grpo_repeats: 10,
+            python: std::env::var_os("MMSR_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo.join(".venv/bin/python")),
+            script: repo.join("tests/python/grpo_step.py"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeRun {
+    pub wall_ms: f64,
+    pub generate_ms: f64,
+    pub tool_wait_ms: f64,
+    pub generate_calls: usize,
+    pub overlapped_calls: usize,
+    pub tool_calls: usize,
+    pub generated_tokens: usize,
+}
+
+impl ModeRun {
+    fn new(s: &RolloutStats, tokens: usize) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Self {
+            wall_ms: ms(s.wall),
+            generate_ms: ms(s.generate),
+            tool_wait_ms: ms(s.tool_wait),
+            generate_calls: s.generate_calls,
+            overlapped_calls: s.overlapped_calls,
+            tool_calls: s.tool_calls,
+            generated_tokens: tokens,
+        }
+    }
+}
+
+/// One workload in both modes: the best run of each.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeComparison {
+    pub workload: Workload,
+    pub async_run: ModeRun,
+    pub sync_run: ModeRun,
+    /// sync / async wall time.
+    pub async_speedup: f64,
+    /// The most any scheduling could gain here, from the sync run: sync
+    /// time over max(all generation, first-round generation + two
+    /// searches), generation being serial on the model thread.
+    pub async_bound: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RolloutBenchReport {
+    pub policy: String,
+    pub trajectories: usize,
+    pub tool_latency_ms: f64,
+    pub max_batch: usize,
+    /// The RAG-shaped batch (every trajectory searches twice).
+    pub async_ms: f64,
+    pub sync_ms: f64,
+    /// sync / async wall time.
+    pub async_speedup: f64,
+    pub rag: ModeComparison,
+    pub on_demand: ModeComparison,
+    pub grpo_trajectories: usize,
+    pub grpo_response_tokens: usize,
+    /// Best of the timed steps (robust to other load on the machine).
+    pub grpo_step_ms: f64,
+    pub torch_grpo_step_ms: f64,
+    /// Ours over PyTorch's, best against best (below 1: faster).
+    pub grpo_step_ratio: f64,
+    pub grpo_step_median_ms: f64,
+    pub torch_grpo_step_median_ms: f64,
+    /// Largest |Δ| between the weights after one step here and in PyTorch.
+    pub grpo_max_weight_diff: f64,
+}
+
+fn png(seed: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(8, 6, image::Rgb([seed, 90, 200]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("in-memory PNG");
+    out
+}
+
+fn requests(prompts: usize, n: usize) -> Vec<RolloutRequest> {
+    (0..prompts)
+        .flat_map(|i| {
+            std::iter::repeat_n(
+                RolloutRequest {
+                    question: format!("What is the landmark in picture {i}?"),
+                    image: png(i as u8),
+                    image_url: None,
+                },
+                n,
+            )
+        })
+        .collect()
+}
+
+fn fake_tools(latency: Duration) -> Arc<FakeSearchTools> {
+    Arc::new(FakeSearchTools::new(latency, |call| match call {
+        FakeToolCall::Image { .. } => ToolObservation {
+            parts: vec![
+                ObservationPart::Text("1. A landmark - Example\n".into()),
+                ObservationPart::Image(png(1)),
+            ],
+            error: None,
+        },
+        FakeToolCall::Text(q) => ToolObservation::text(format!("Results for {q}.")),
+    }))
+}
+
+fn rollout_cfg(o: &RolloutBenchOptions, mode: RolloutMode) -> RolloutConfig {
+    RolloutConfig {
+        n: o.n,
+        batch_prompts: o.prompts,
+        mode,
+        max_turn_tokens: o.max_turn_tokens,
+        max_response_tokens: 3 * o.max_turn_tokens,
+        max_batch: o.max_batch,
+        ..RolloutConfig::default()
+    }
+}
+
+/// One rollout batch of `workload` in each mode, each on a fresh copy of
+/// the policy, `rollout_repeats` times alternating; the best of each.
+pub fn rollout_modes<P: Policy>(
+    make: &dyn Fn() -> Result<P>,
+    o: &RolloutBenchOptions,
+    workload: Workload,
+    handle: &Handle,
+) -> Result<ModeComparison> {
+    ensure!(o.rollout_repeats >= 1, "rollout_repeats must be at least 1");
+    let reqs = requests(o.prompts, o.n);
+    let run = |mode| -> Result<ModeRun> {
+        let engine = RolloutEngine::new(
+            rollout_cfg(o, mode),
+            Arc::new(Prompts::builtin()),
+            fake_tools(o.tool_latency),
+            handle.clone(),
+        );
+        let mut policy = ForcedActions::new(make()?, workload);
+        let (trajs, stats) = engine.run(&mut policy, &reqs, 1)?;
+        Ok(ModeRun::new(
+            &stats,
+            trajs.iter().map(|t| t.response_tokens()).sum(),
+        ))
+    };
+    let best = |a: Option<ModeRun>, b: ModeRun| match a {
+        Some(a) if a.wall_ms <= b.wall_ms => Some(a),
+        _ => Some(b),
+    };
+    let (mut fast, mut slow) = (None, None);
+    for _ in 0..o.rollout_repeats {
+        fast = best(fast, run(RolloutMode::Async)?);
+        slow = best(slow, run(RolloutMode::Sync)?);
+    }
+    let (async_run, sync_run) = (fast.expect("≥ 1 run"), slow.expect("≥ 1 run"));
+    let trajectories = reqs.len() as f64;
+    let turns = trajectories + sync_run.tool_calls as f64;
+    let first_round = sync_run.generate_ms * trajectories / turns;
+    let chain = 2.0 * o.tool_latency.as_secs_f64() * 1e3;
+    Ok(ModeComparison {
+        workload,
+        async_speedup: sync_run.wall_ms / async_run.wall_ms,
+        async_bound: sync_run.wall_ms / sync_run.generate_ms.max(first_round + chain),
+        async_run,
+        sync_run,
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn algo(o: &RolloutBenchOptions) -> AlgoConfig {
+    AlgoConfig {
+        kl_coef: 0.001,
+        ppo_epochs: o.ppo_epochs,
+        mini_batch: o.mini_batch,
+        micro_batch: o.micro_batch,
+        ..AlgoConfig::default()
+    }
+}
+
+const GRAD_CLIP: f64 = 1.0;
+
+/// Step times of one side: best and median, in ms.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTimes {
+    pub best_ms: f64,
+    pub median_ms: f64,
+}
+
+impl StepTimes {
+    fn of(times: Vec<f64>) -> Self {
+        Self {
+            best_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+            median_ms: median(times),
+        }
+    }
+}
+
+/// Timed rounds per side (each `grpo_repeats` steps).
+const GRPO_ROUNDS: usize = 2;
+
+/// Runs the PyTorch twin once on `dir`; its timed step times (ms).
+fn run_twin(o: &RolloutBenchOptions, dir: &Path) -> Result<Vec<f64>> {
+    let out = Command::new(&o.python)
+        .arg(&o.script)
+        .arg(dir)
+        .output()
+        .with_context(|| format!("running {} {}", o.python.display(), o.script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            o.script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json"))?)?;
+    result["step_ms"]
+        .as_array()
+        .context("result.json has no step_ms")?
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .context("result.json: step_ms holds a non-number")
+        })
+        .collect()
+}
+
+pub struct GrpoComparison {
+    pub ours: StepTimes,
+    pub torch: StepTimes,
+    /// Largest |Δ| between the weights after one step on each side.
+    pub max_weight_diff: f64,
+    pub response_tokens: usize,
+}
+
+/// The GRPO step here and in PyTorch, from the same weights on the same
+/// batch.
+pub fn grpo_vs_torch<P: TrainablePolicy>(
+    policy: P,
+    o: &RolloutBenchOptions,
+    handle: &Handle,
+) -> Result<GrpoComparison> {
+    ensure!(o.grpo_repeats >= 1, "grpo_repeats must be at least 1");
+    let dir = tempfile_dir()?;
+    policy
+        .export(&dir.join("model"))
+        .context("exporting the bench policy")?;
+    // A realistic batch: real multi-turn transcripts from the policy itself.
+    let prompts = o.grpo_trajectories.div_ceil(4);
+    let engine = RolloutEngine::new(
+        rollout_cfg(
+            &RolloutBenchOptions {
+                prompts,
+                n: 4,
+                ..o.clone()
+            },
+            RolloutMode::Sync,
+        ),
+        Arc::new(Prompts::builtin()),
+        fake_tools(Duration::ZERO),
+        handle.clone(),
+    );
+    let mut forced = ForcedActions::new(policy, Workload::OnDemand);
+    let (trajs, _) = engine.run(&mut forced, &requests(prompts, 4), 2)?;
+    let mut policy = forced.into_inner();
+    let batch: Vec<&Transcript> = trajs
+        .iter()
+        .take(o.grpo_trajectories)
+        .map(|t| &t.transcript)
+        .collect();
+    let rewards: Vec<f64> = (0..batch.len())
+        .map(|i| ((i * 7) % 5) as f64 / 4.0)
+        .collect();
+    let advantages = group_advantages(&rewards, 4.min(batch.len()).max(1), true, 1e-6);
+    write_batch(&dir, &batch, &advantages, o)?;
+
+    let algo = algo(o);
+    let settings = UpdateSettings {
+        algo: &algo,
+        temperature: 1.0,
+        grad_clip: GRAD_CLIP,
+        lr: o.lr,
+    };
+    let named = policy.trainable_parameters();
+    let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut optim = AdamW::new(named, crate::algo::AdamWConfig::default());
+    // Untimed first step: its result is what the two sides compare.
+    grpo_update(
+        &mut policy,
+        &mut optim,
+        &params,
+        &batch,
+        &advantages,
+        &settings,
+    )?;
+    let after_one: Vec<(String, Tensor)> = policy
+        .trainable_parameters()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                t.detach()
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .copy(),
+            )
+        })
+        .collect();
+    // The sides take turns, so load that comes and goes on the machine
+    // falls on both.
+    let (mut ours, mut theirs_ms) = (Vec::new(), Vec::new());
+    for _ in 0..GRPO_ROUNDS {
+        for _ in 0..o.grpo_repeats {
+            let t0 = Instant::now();
+            grpo_update(
+                &mut policy,
+                &mut optim,
+                &params,
+                &batch,
+                &advantages,
+                &settings,
+            )?;
+            ours.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        theirs_ms.extend(run_twin(o, &dir)?);
+    }
+    let theirs = Tensor::read_safetensors(dir.join("weights.safetensors"))?;
+    let mut max_diff = 0f64;
+    for (name, ours) in &after_one {
+        let (_, t) = theirs
+            .iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("PyTorch returned no `{name}`"))?;
+        let d = (ours - t.to_kind(Kind::Float))
+            .abs()
+            .max()
+            .double_value(&[]);
+        max_diff = max_diff.max(d);
+    }
+    let response_tokens = batch.iter().map(|t| t.response_len()).sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(GrpoComparison {
+        ours: StepTimes::of(ours),
+        torch: StepTimes::of(theirs_ms),
+        max_weight_diff: max_diff,
+        response_tokens,
+    })
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("mmsr-bench-grpo-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The batch as the Python side reads it: padded tokens, lengths, masks,
+/// advantages, and the settings of the step.
+fn write_batch(
+    dir: &Path,
+    batch: &[&Transcript],
+    adv: &[f64],
+    o: &RolloutBenchOptions,
+) -> Result<()> {
+    let len = batch.iter().map(|t| t.tokens.len()).max().unwrap_or(1);
+    let b = batch.len();
+    let mut tokens = vec![0i64; b * len];
+    let mut mask = vec![0f32; b * len];
+    for (i, t) in batch.iter().enumerate() {
+        tokens[i * len..i * len + t.tokens.len()].copy_from_slice(&t.tokens);
+        for (j, &m) in t.response_mask.iter().enumerate() {
+            mask[i * len + j] = f32::from(m);
+        }
+    }
+    let shape = [b as i64, len as i64];
+    let lengths: Vec<i64> = batch.iter().map(|t| t.tokens.len() as i64).collect();
+    let adv: Vec<f32> = adv.iter().map(|&a| a as f32).collect();
+    Tensor::write_safetensors(
+        &[
+            ("tokens", Tensor::from_slice(&tokens).view(shape)),
+            ("mask", Tensor::from_slice(&mask).view(shape)),
+            ("lengths", Tensor::from_slice(&lengths)),
+            ("advantages", Tensor::from_slice(&adv)),
+        ],
+        dir.join("batch.safetensors"),
+    )?;
+    let a = algo(o);
+    let adamw = crate::algo::AdamWConfig::default();
+    let settings = serde_json::json!({
+        "temperature": 1.0,
+        "clip_low": a.clip_low,
+        "clip_high": a.clip_high,
+        "kl_coef": a.kl_coef,
+        "entropy_coef": a.entropy_coef,
+        "ppo_epochs": a.ppo_epochs,
+        "mini_batch": a.mini_batch,
+        "micro_batch": a.micro_batch,
+        "lr": o.lr,
+        "betas": [adamw.betas.0, adamw.betas.1],
+        "eps": adamw.eps,
+        "weight_decay": adamw.weight_decay,
+        "grad_clip": GRAD_CLIP,
+        "repeats": o.grpo_repeats,
+    });
+    std::fs::write(
+        dir.join("settings.json"),
+        serde_json::to_string_pretty(&settings)?,
+    )?;
+    Ok(())
+}
+
+/// Both halves on [`bench_policy`].
+pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchReport> {
+    let rag = rollout_modes(&bench_policy, o, Workload::Rag, handle)?;
+    let on_demand = rollout_modes(&bench_policy, o, Workload::OnDemand, handle)?;
+    let g = grpo_vs_torch(bench_policy()?, o, handle)?;
+    Ok(RolloutBenchReport {
+        policy: std::any::type_name::<BigramPolicy>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("policy")
+            .to_string(),
+        trajectories: o.prompts * o.n,
+        tool_latency_ms: o.tool_latency.as_secs_f64() * 1e3,
+        max_batch: o.max_batch,
+        async_ms: rag.async_run.wall_ms,
+        sync_ms: rag.sync_run.wall_ms,
+        async_speedup: rag.async_speedup,
+        rag,
+        on_demand,
+        grpo_trajectories: o.grpo_trajectories,
+        grpo_response_tokens: g.response_tokens,
+        grpo_step_ms: g.ours.best_ms,
+        torch_grpo_step_ms: g.torch.best_ms,
+        grpo_step_ratio: g.ours.best_ms / g.torch.best_ms,
+        grpo_step_median_ms: g.ours.median_ms,
+        torch_grpo_step_median_ms: g.torch.median_ms,
+        grpo_max_weight_diff: g.max_weight_diff,
+    })
+}
+
+pub fn print_table(r: &RolloutBenchReport) {
+    println!(
+        "rollout batch: {} trajectories of {}, tools {:.0} ms, ≤{} sessions per generation call (best of runs)",
+        r.trajectories, r.policy, r.tool_latency_ms, r.max_batch
+    );
+    for c in [&r.rag, &r.on_demand] {
+        println!(
+            "  {:?}: async speedup {:.2}x (at most {:.2}x for any schedule)",
+            c.workload, c.async_speedup, c.async_bound
+        );
+        for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
+            println!(
+                "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
+                m.wall_ms,
+                m.generate_ms,
+                m.generate_calls,
+                m.overlapped_calls,
+                m.tool_wait_ms,
+                m.tool_calls,
+                m.generated_tokens
+            );
+        }
+    }
+    println!(
+        "GRPO step: {} trajectories, {} response tokens, best (median) of the timed steps",
+        r.grpo_trajectories, r.grpo_response_tokens
+    );
+    println!(
+        "  ours {:.1} ({:.1}) ms, PyTorch {:.1} ({:.1}) ms: ratio {:.2}; weights after one step differ by ≤ {:.2e}",
+        r.grpo_step_ms,
+        r.grpo_step_median_ms,
+        r.torch_grpo_step_ms,
+        r.torch_grpo_step_median_ms,
+        r.grpo_step_ratio,
+        r.grpo_max_weight_diff
+    );
+}

@@ -1,0 +1,25 @@
+//! Multi-turn GRPO training: the config, the step loop (rollouts with search
+//! in the loop → rewards → group advantages → the clipped update), the run
+//! dir's metrics and TensorBoard files, checkpoints, and export.
+
+mod batch;
+pub mod checkpoint;
+pub mod config;
+mod export;
+pub mod metrics;
+mod policy_factory;
+pub mod tensorboard;
+mod trainer;
+mod update;
+
+pub use config::{
+    ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
+    TrainConfig, apply_override,
+};
+pub use export::{export_checkpoint, resolve_checkpoint};
+pub use metrics::{MetricsLog, StepMetrics};
+pub use policy_factory::{BIGRAM_IM_END_BIAS, PolicyVisitor, device, dtype, with_policy};
+pub use trainer::{
+    CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
+};
+pub use update::{UpdateSettings, UpdateStats, grpo_update};

@@ -1,0 +1,65 @@
+//! `bench rollout` at a small size: both modes see the forced search shape,
+//! and the GRPO step here and in PyTorch (tests/python/grpo_step.py) give
+//! the same weights from the same start: the baseline is the same
+//! computation, not just a similar one.
+
+use mmsr_trainer::bench::rollout::{RolloutBenchOptions, run};
+use std::time::Duration;
+
+#[test]
+fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = RolloutBenchOptions {
+        prompts: 4,
+        n: 4,
+        max_turn_tokens: 32,
+        max_batch: 4,
+        tool_latency: Duration::from_millis(30),
+        rollout_repeats: 1,
+        grpo_trajectories: 8,
+        // Four optimizer steps with a large lr: later mini-batches are
+        // off-policy, so ratios, clipping and the KL term all count.
+        ppo_epochs: 2,
+        mini_batch: 4,
+        micro_batch: 3,
+        lr: 0.3,
+        grpo_repeats: 2,
+        ..RolloutBenchOptions::default()
+    };
+    let r = run(&opts, rt.handle()).unwrap();
+    // RAG: an image and a text search per trajectory; on demand: 0, 1, 1, 2.
+    assert_eq!(
+        (r.rag.async_run.tool_calls, r.rag.sync_run.tool_calls),
+        (32, 32)
+    );
+    assert_eq!(r.on_demand.sync_run.tool_calls, 16);
+    assert_eq!(r.rag.sync_run.overlapped_calls, 0);
+    assert!(
+        r.rag.async_run.overlapped_calls > 0,
+        "{:?}",
+        r.rag.async_run
+    );
+    assert!(
+        r.sync_ms >= 2.0 * 30.0,
+        "two rounds of searches: {}",
+        r.sync_ms
+    );
+    assert!(r.grpo_step_ms > 0.0 && r.torch_grpo_step_ms > 0.0);
+    assert!(r.grpo_response_tokens > 0);
+    assert!(
+        r.grpo_max_weight_diff < 1e-5,
+        "PyTorch's step differs: {}",
+        r.grpo_max_weight_diff
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    for key in ["async_ms", "sync_ms", "async_speedup", "grpo_step_ratio"] {
+        assert!(
+            json[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {json}"
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The GRPO loop end to end on the tiny bigram policy with in-process fake
+//! tools: reward rises on a task the bigram can learn, checkpoints resume
+//! exactly after a real process is killed, export round-trips, TensorBoard
+//! files read back, and bad checkpoints are refused.
+
+use mmsr_trainer::data::Sample;
+use mmsr_trainer::policy::TrainablePolicy;
+use mmsr_trainer::report::metrics_log;
+use mmsr_trainer::reward::GoldAnswers;
+use mmsr_trainer::testkit::BigramPolicy;
+use mmsr_trainer::tools::{FakeSearchTools, SearchTools};
+use mmsr_trainer::train::{self, StepMetrics, TrainConfig, Trainer, apply_override};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn png(seed: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(4, 3, image::Rgb([seed, 10, 20]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Every question has the answer "7": a bigram cannot read the question,
+/// but it can learn which digit to put in its answer.
+fn samples(n: usize) -> Vec<Sample> {
+    (0..n)
+        .map(|i| Sample {
+            id: format!("t#{i}"),
+            question: format!("What number is shown in picture {i}?"),
+            images: vec![png(i as u8)],
+            image_url: None,
+            gold: GoldAnswers {
+                ground_truth: "7".into(),
+                candidates: vec![],
+            },
+            data_source: "test".into(),
+        })
+        .collect()
+}
+
+/// Answers with one of three digits: the shape of a warm-started model that
+/// has the answer format but not the answer.
+fn primed_policy() -> BigramPolicy {
+    BigramPolicy::with_prior(
+        11,
+        0.0,
+        &[
+            "<answer>3</answer>",
+            "<answer>5</answer>",
+            "<answer>7</answer>",
+        ],
+        9.0,
+    )
+}
+
+fn config(dir: &Path, extra: &[&str]) -> TrainConfig {
+    let mut t = toml::Table::new();
+    let base = [
+        "model.kind=bigram",
+        "rollout.n=8",
+        "rollout.batch_prompts=4",
+        "rollout.mode=sync",
+        "rollout.max_turn_tokens=40",
+        "rollout.max_response_tokens=80",
+        "actor.lr=0.2",
+        "actor.grad_clip=0",
+        "actor.weight_decay=0",
+        "algo.kl_coef=0.001",
+        "algo.micro_batch=8",
+        "algo.mini_batch=16",
+        "run.progress=false",
+        "data.shuffle=true",
+    ];
+    for o in base.iter().chain(extra) {
+        apply_override(&mut t, o).unwrap();
+    }
+    apply_override(&mut t, &format!("run.dir={:?}", dir.display().to_string())).unwrap();
+    TrainConfig::from_table(t).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn tools(latency_ms: u64) -> Arc<FakeSearchTools> {
+    Arc::new(FakeSearchTools::echo(Duration::from_millis(latency_ms)))
+}
+
+fn trainer<T: SearchTools + 'static>(
+    cfg: TrainConfig,
+    tools: Arc<T>,
+    rt: &tokio::runtime::Runtime,
+    resume: bool,
+) -> anyhow::Result<Trainer<BigramPolicy, T>> {
+    Trainer::new(
+        cfg,
+        primed_policy(),
+        tools,
+        rt.handle().clone(),
+        samples(8),
+        resume,
+    )
+}
+
+fn read_metrics(dir: &Path) -> Vec<StepMetrics> {
+    std::fs::read_to_string(dir.join(train::METRICS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Everything but wall times.
+fn without_times(mut m: StepMetrics) -> StepMetrics {
+    m.time = Default::default();
+    m
+}
+
+#[test]
+fn reward_rises_as_the_bigram_learns_the_answer() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[
+            "run.total_steps=12",
+            "run.save_every=0",
+            "run.tensorboard=true",
+        ],
+    );
+    let mut t = trainer(cfg, tools(0), &rt, false).unwrap();
+    let summary = t.run().unwrap();
+    assert_eq!((summary.first_step, summary.last_step), (0, 12));
+    let ms = read_metrics(dir.path());
+    let rewards: Vec<f64> = ms.iter().map(|m| m.reward).collect();
+    let acc: Vec<f64> = ms.iter().map(|m| m.accuracy).collect();
+    let first: f64 = rewards[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = rewards[9..].iter().sum::<f64>() / 3.0;
+    eprintln!("rewards {rewards:?}\naccuracy {acc:?}");
+    assert!(
+        last > first + 0.15 && last > 2.0 * first,
+        "reward did not rise: {rewards:?}"
+    );
+    for m in &ms {
+        assert_eq!((m.trajectories, m.update.optimizer_steps), (32, 2));
+        assert!(
+            m.update.kl.is_some()
+                && m.update.entropy.unwrap() > 0.0
+                && m.update.grad_norm.is_some()
+        );
+        assert!(m.response_length > 0.0 && m.lr == 0.2);
+    }
+    assert!(
+        ms[11].update.kl.unwrap() > 0.0,
+        "the policy moved away from the reference"
+    );
+
+    // The run dir: resolved config, final checkpoint, TensorBoard scalars.
+    let resolved = std::fs::read_to_string(dir.path().join(train::CONFIG_FILE)).unwrap();
+    assert!(resolved.contains("kind = \"bigram\""), "{resolved}");
+    assert!(summary.checkpoint.unwrap().ends_with("step-00000012"));
+    let recs = metrics_log::read(&dir.path().join(train::METRICS_FILE)).unwrap();
+    assert!(metrics_log::series(&recs, &["search/image_ratio"]).is_some());
+    let tb_dir = dir.path().join(train::TENSORBOARD_DIR);
+    let file = std::fs::read_dir(&tb_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events = train::tensorboard::read_events(&file).unwrap();
+    assert_eq!(events.len(), 13, "file_version + one per step");
+    let r12 = events[12]
+        .scalars
+        .iter()
+        .find(|(k, _)| k == "reward")
+        .unwrap()
+        .1;
+    assert_eq!((events[12].step, r12), (12, rewards[11] as f32));
+}
+
+#[test]
+fn export_writes_the_trained_weights_and_bad_checkpoints_are_refused() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[
+            "run.total_steps=2",
+            "run.save_every=1",
+            "run.keep_checkpoints=1",
+        ],
+    );
+    let mut t = trainer(cfg.clone(), tools(0), &rt, false).unwrap();
+    t.run().unwrap();
+    let trained = t.policy().trainable_parameters()[0].1.detach().copy();
+    let cks: Vec<_> = std::fs::read_dir(dir.path().join(train::CHECKPOINTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cks, vec!["step-00000002"], "keep_checkpoints = 1");
+
+    let out = dir.path().join("export");
+    let used = train::export_checkpoint(dir.path(), &out).unwrap();
+    assert!(used.ends_with("step-00000002"));
+    let back = BigramPolicy::load(&out).unwrap();
+    assert!(back.trainable_parameters()[0].1.equal(&trained));
+
+    // A fresh run into a dir with checkpoints must say how to continue.
+    let err = trainer(cfg.clone(), tools(0), &rt, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("--resume"), "{err}");
+    // A different config is refused, naming the key.
+    let mut other = cfg.clone();
+    other.rollout.n = 4;
+    let err = format!("{:#}", trainer(other, tools(0), &rt, true).err().unwrap());
+    assert!(err.contains("rollout.n = 8 there, 4 now"), "{err}");
+    // Other data is refused.
+    let err = format!(
+        "{:#}",
+        Trainer::new(
+            cfg.clone(),
+            primed_policy(),
+            tools(0),
+            rt.handle().clone(),
+            samples(6),
+            true
+        )
+        .err()
+        .unwrap()
+    );
+    assert!(err.contains("other data"), "{err}");
+    // A corrupt checkpoint is refused, naming the file.
+    let ck = used.join(train::checkpoint::OPTIMIZER_FILE);
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&ck, bytes).unwrap();
+    let err = format!("{:#}", trainer(cfg, tools(0), &rt, true).err().unwrap());
+    assert!(err.contains("optimizer.safetensors is corrupt"), "{err}");
+    assert!(
+        format!("{:#}", train::export_checkpoint(&used, &out).unwrap_err()).contains("corrupt")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Kill and resume, across real processes: this test binary re-runs itself as
+// the training child.
+
+const CHILD_DIR: &str = "MMSR_TRAIN_TEST_CHILD_DIR";
+const CHILD_RESUME: &str = "MMSR_TRAIN_TEST_CHILD_RESUME";
+const STEPS: usize = 8;
+
+fn resume_config(dir: &Path) -> TrainConfig {
+    config(
+        dir,
+        &[
+            &format!("run.total_steps={STEPS}"),
+            "run.save_every=2",
+            "run.keep_checkpoints=0",
+        ],
+    )
+}
+
+/// The child's body; a no-op unless the parent started this process.
+#[test]
+fn child_training_run() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let rt = runtime();
+    let resume = std::env::var(CHILD_RESUME).is_ok();
+    // Tool latency keeps each step long enough for the parent to kill it mid-run.
+    let mut t = trainer(resume_config(Path::new(&dir)), tools(60), &rt, resume).unwrap();
+    t.run().unwrap();
+}
+
+fn child(dir: &Path, resume: bool) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_training_run",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR, dir)
+    .env("MMSR_LOG", "warn");
+    if resume {
+        cmd.env(CHILD_RESUME, "1");
+    }
+    cmd
+}
+
+#[test]
+fn a_killed_run_resumes_exactly() {
+    let base = tempfile::tempdir().unwrap();
+    let (whole, killed) = (base.path().join("whole"), base.path().join("killed"));
+
+    let status = child(&whole, false).status().unwrap();
+    assert!(status.success());
+
+    let mut proc = child(&killed, false).spawn().unwrap();
+    let first = killed.join(train::CHECKPOINTS_DIR).join("step-00000002");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !first.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
+        assert!(
+            proc.try_wait().unwrap().is_none(),
+            "the child ended before a checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    proc.kill().unwrap();
+    let status = proc.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not finished");
+    let before = read_metrics(&killed);
+    assert!(
+        before.len() < STEPS,
+        "killed mid-run: {} steps logged",
+        before.len()
+    );
+
+    let status = child(&killed, true).status().unwrap();
+    assert!(status.success());
+    let a: Vec<StepMetrics> = read_metrics(&whole)
+        .into_iter()
+        .map(without_times)
+        .collect();
+    let b: Vec<StepMetrics> = read_metrics(&killed)
+        .into_iter()
+        .map(without_times)
+        .collect();
+    assert_eq!(a.len(), STEPS);
+    assert_eq!(b.len(), STEPS, "the resumed log reads as one run");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "step {}", x.step);
+    }
+    // The final weights agree bit for bit.
+    let w = |d: &Path| {
+        let ck =
+            train::checkpoint::load(&d.join(train::CHECKPOINTS_DIR).join("step-00000008")).unwrap();
+        ck.weights[0].1.shallow_clone()
+    };
+    assert!(w(&whole).equal(&w(&killed)));
+}
