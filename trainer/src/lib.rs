@@ -13,3 +13,8 @@ pub mod reward;
 pub mod rollout;
 pub mod testkit;
 pub mod tools;
+// The trainer's config (sections shared by sft and eval). COORDINATOR: the
+// GRPO branch brings `train/mod.rs`; replace this block with `pub mod train;`.
+pub mod train {
+    pub mod config;
+}

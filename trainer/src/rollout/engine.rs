@@ -304,6 +304,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         };
         let image = call.is_image();
         let search = guarded_search(
+            &self.handle,
             Arc::clone(&self.tools),
             call,
             self.tool_timeout,

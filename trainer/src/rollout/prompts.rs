@@ -125,9 +125,9 @@ impl Prompts {
                 ),
                 None => format!("no built-in prompt `{name}`"),
             })?;
-        Ok(template
+        template
             .render(ctx)
-            .with_context(|| format!("rendering prompt `{name}`"))?)
+            .with_context(|| format!("rendering prompt `{name}`"))
     }
 
     pub fn first_turn(&self, question: &str, max_rounds: usize) -> Result<String> {

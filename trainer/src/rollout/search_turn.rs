@@ -10,6 +10,7 @@ use crate::tools::{ImageQuery, ObservationPart, SearchTools, ToolObservation};
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Handle;
 
 /// A search the environment carries out for the model.
 #[derive(Clone, Debug)]
@@ -26,36 +27,40 @@ impl SearchCall {
     }
 }
 
-/// Runs `call` on the current tokio runtime; it always answers, even if the
-/// tool panics or stalls: a crash or a timeout becomes an error observation
-/// worded by the `search_error` prompt.
-pub async fn guarded_search<T: SearchTools + 'static>(
+/// Starts `call` on `handle` at once and returns its guarded result: it
+/// always answers, even if the tool panics or stalls: a crash or a timeout
+/// (counted from the first poll) becomes an error observation worded by the
+/// `search_error` prompt.
+pub fn guarded_search<T: SearchTools + 'static>(
+    handle: &Handle,
     tools: Arc<T>,
     call: SearchCall,
     timeout: Duration,
     prompts: Arc<Prompts>,
-) -> ToolObservation {
+) -> impl Future<Output = ToolObservation> + Send + 'static {
     // A task of its own, so a panicking tool is a JoinError, not our panic.
-    let work = tokio::spawn(async move {
+    let work = handle.spawn(async move {
         match call {
             SearchCall::Image(query) => tools.image_search(&query).await,
             SearchCall::Text(q) => tools.text_search(&q).await,
         }
     });
-    let failed = |msg: String| {
-        let text = prompts.search_error(&msg).unwrap_or(msg.clone());
-        ToolObservation {
-            parts: vec![ObservationPart::Text(text)],
-            error: Some(msg),
+    async move {
+        let failed = |msg: String| {
+            let text = prompts.search_error(&msg).unwrap_or(msg.clone());
+            ToolObservation {
+                parts: vec![ObservationPart::Text(text)],
+                error: Some(msg),
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(obs)) => obs,
+            Ok(Err(e)) => failed(format!("search tool crashed: {e}")),
+            Err(_) => failed(format!(
+                "search timed out after {:.0} s",
+                timeout.as_secs_f64()
+            )),
         }
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(obs)) => obs,
-        Ok(Err(e)) => failed(format!("search tool crashed: {e}")),
-        Err(_) => failed(format!(
-            "search timed out after {:.0} s",
-            timeout.as_secs_f64()
-        )),
     }
 }
 
