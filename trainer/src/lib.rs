@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod report;
 pub mod reward;
 pub mod rollout;
+pub mod sft;
 pub mod testkit;
 pub mod tools;
 // The trainer's config (sections shared by sft and eval). COORDINATOR: the
