@@ -61,7 +61,11 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     }
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
-    let progress = progress_bar(base.run.progress, samples.len(), workflow);
+    let progress = progress_bar(
+        base.run.progress,
+        samples.len(),
+        &format!("eval {workflow} (questions)"),
+    );
     let bar = progress.clone();
     let runner = WorkflowRunner {
         rollout: eval.rollout(base),
@@ -101,17 +105,19 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     })
 }
 
-fn progress_bar(show: bool, len: usize, workflow: Workflow) -> indicatif::ProgressBar {
+/// A progress bar on stderr when asked for and stderr is a terminal;
+/// hidden otherwise (tests, logs).
+pub fn progress_bar(show: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} questions {elapsed}")
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    bar.set_message(format!("eval {workflow}"));
+    bar.set_message(what.to_string());
     bar
 }

@@ -27,7 +27,7 @@ use crate::protocol::{Action, parse_action};
 use crate::reward::{AccuracyMode, RewardConfig, accuracy, score};
 use crate::rollout::{
     EndReason, Prompts, RolloutConfig, RolloutEngine, RolloutRequest, SearchCall, Trajectory,
-    TurnRecord, guarded_search, mix, push_search_result,
+    TurnRecord, guarded_search, mix, pick_sessions, push_search_result,
 };
 use crate::tools::{ImageQuery, SearchTools, ToolObservation};
 use anyhow::{Context, Result, bail, ensure};
@@ -434,7 +434,7 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
                     max_new_tokens: budget,
                 };
                 let outs: Vec<TurnOutput> = {
-                    let mut sessions = pick(lives, chunk);
+                    let mut sessions = pick_sessions(lives, chunk, |l| &mut l.session);
                     policy.generate(&mut sessions, &params, mix(seed, *call))?
                 };
                 *call += 1;
@@ -493,19 +493,6 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
             })
             .collect()
     }
-}
-
-/// Mutable borrows of the sessions at `idx` (distinct, ascending).
-fn pick<'a, S>(lives: &'a mut [Live<S>], idx: &[usize]) -> Vec<&'a mut S> {
-    let mut want = idx.iter().peekable();
-    let mut out = Vec::with_capacity(idx.len());
-    for (i, l) in lives.iter_mut().enumerate() {
-        if want.peek() == Some(&&i) {
-            out.push(&mut l.session);
-            want.next();
-        }
-    }
-    out
 }
 
 /// A question's result: the answer of the final turn, EM and SubEM against

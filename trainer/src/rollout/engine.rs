@@ -152,7 +152,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 }
                 let t0 = Instant::now();
                 let outs = {
-                    let mut sessions = pick_sessions(&mut slots, &idx);
+                    let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
                     policy.generate(&mut sessions, &params, mix(seed, call))?
                 };
                 stats.generate += t0.elapsed();
@@ -350,13 +350,17 @@ fn any_ready<S>(slots: &[Slot<S>]) -> bool {
     slots.iter().any(|s| matches!(s.state, State::Ready))
 }
 
-/// Mutable borrows of the sessions at `idx` (distinct, ascending).
-fn pick_sessions<'a, S>(slots: &'a mut [Slot<S>], idx: &[usize]) -> Vec<&'a mut S> {
+/// Mutable borrows of the sessions of `items` at `idx` (distinct, ascending).
+pub(crate) fn pick_sessions<'a, T, S>(
+    items: &'a mut [T],
+    idx: &[usize],
+    session: impl Fn(&'a mut T) -> &'a mut S,
+) -> Vec<&'a mut S> {
     let mut out = Vec::with_capacity(idx.len());
     let mut want = idx.iter().peekable();
-    for (i, slot) in slots.iter_mut().enumerate() {
+    for (i, item) in items.iter_mut().enumerate() {
         if want.peek() == Some(&&i) {
-            out.push(&mut slot.session);
+            out.push(session(item));
             want.next();
         }
     }

@@ -23,6 +23,7 @@ pub use scripts::{DemoScripts, TrajectorySource};
 pub use transcripts::{BuildOptions, DataStats, SftData, build_transcripts};
 
 use crate::data::{self, DataCursor, Sample};
+use crate::eval::command::progress_bar;
 use crate::policy::TrainablePolicy;
 use crate::rollout::Prompts;
 use crate::tools::SearchTools;
@@ -70,21 +71,6 @@ pub fn budget_samples(base: &TrainConfig) -> Result<Vec<Sample>> {
         .collect())
 }
 
-fn bar(show: bool, len: usize, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(len as u64);
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    b.set_message(what.to_string());
-    b
-}
-
 /// Runs the whole warm start into `run.dir`; `handle` must belong to a
 /// multi-threaded runtime and this must not be called from its workers.
 pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
@@ -113,7 +99,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
     let started = Instant::now();
-    let progress = bar(base.run.progress, samples.len(), "sft data");
+    let progress = progress_bar(base.run.progress, samples.len(), "sft data (questions)");
     let built = build_transcripts(
         policy,
         &samples,
@@ -150,7 +136,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         grad_clip: a.grad_clip,
     };
     let started = Instant::now();
-    let progress = bar(
+    let progress = progress_bar(
         base.run.progress,
         opts.steps(built.transcripts.len()),
         "sft steps",
