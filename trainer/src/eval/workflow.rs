@@ -525,6 +525,7 @@ pub fn question_result(
         judge: None,
         image_searches: t.image_searches,
         text_searches: t.text_searches,
+        tool_errors: t.tool_errors,
         reward: scored.reward,
         format: scored.format,
         turns: turns.iter().map(|s| s.to_string()).collect(),
