@@ -154,7 +154,7 @@ pub fn search_config(base: &TrainConfig) -> anyhow::Result<SearchConfig> {
 /// The eval's tools: the pipeline, or none for the direct workflow (which
 /// never searches, so it needs no `[search]`).
 enum EvalTools {
-    Pipeline(SearchPipeline),
+    Pipeline(Box<SearchPipeline>),
     Unavailable,
 }
 
@@ -306,13 +306,13 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     let tools = match workflow {
         Workflow::Direct => EvalTools::Unavailable,
-        _ => EvalTools::Pipeline(
+        _ => EvalTools::Pipeline(Box::new(
             rt.block_on(SearchPipeline::from_config(
                 &search_config(&base)?,
                 HostOptions::default(),
             ))
             .context("starting the search tools")?,
-        ),
+        )),
     };
     let judge = if eval.judge.enabled() {
         Some(OpenAiJudge::new(&eval.judge)?)
@@ -437,12 +437,11 @@ mod tests {
         assert!(!judge.judge(&item("Carl")).await.unwrap());
         let err = format!("{:#}", judge.judge(&item("boom")).await.unwrap_err());
         assert!(err.contains("500") && err.contains("down"), "{err}");
-        let log = seen.lock().unwrap();
-        assert_eq!(log[0]["model"], "judge-1");
-        assert_eq!(log[0]["messages"][0]["content"], JUDGE_SYSTEM);
-        assert_eq!(log[0]["temperature"], 0.0);
-        assert_eq!(log[0]["auth"], format!("Bearer {key}"));
-        drop(log);
+        let first = seen.lock().unwrap()[0].clone();
+        assert_eq!(first["model"], "judge-1");
+        assert_eq!(first["messages"][0]["content"], JUDGE_SYSTEM);
+        assert_eq!(first["temperature"], 0.0);
+        assert_eq!(first["auth"], format!("Bearer {key}"));
         // The endpoint path is added to a base URL, and an unreachable judge
         // is an error naming it, not a verdict.
         for (given, want) in [
