@@ -30,7 +30,9 @@ fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmsr-host"))
 }
 
-fn small() -> DemoDataConfig {
+/// A world of `known` towns, twice as many unknown ones in training, and
+/// as many unknown test towns as known.
+fn world_config(known: usize) -> DemoDataConfig {
     let mut c = DemoDataConfig {
         vocab_size: 600,
         ..DemoDataConfig::default()
@@ -40,7 +42,7 @@ fn small() -> DemoDataConfig {
         c.world.unknown_train,
         c.world.unknown_test,
         c.world.decoys,
-    ) = (3, 6, 4, 4);
+    ) = (known, 2 * known, known.max(4), known.max(4));
     c
 }
 
@@ -53,10 +55,10 @@ struct Setup {
 
 /// A small world, a bigram model dir, and one config holding `[sft]`,
 /// `[eval]` and `[search]`.
-fn setup() -> Setup {
+fn setup(known: usize) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let world = tmp.path().join("world");
-    demo::generate(&world, &small(), &[]).unwrap();
+    demo::generate(&world, &world_config(known), &[]).unwrap();
     let model = tmp.path().join("bigram");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(
@@ -146,7 +148,7 @@ fn run_err(cmd: &mut Command) -> String {
 
 #[test]
 fn sft_then_every_workflow_then_the_report() {
-    let s = setup();
+    let s = setup(3);
     let out = run_ok(
         host()
             .arg("sft")
@@ -214,7 +216,7 @@ fn sft_then_every_workflow_then_the_report() {
 
 #[test]
 fn broken_configs_and_arguments_are_named() {
-    let s = setup();
+    let s = setup(3);
     let cfg = |command: &str| {
         let mut c = host();
         c.arg(command).arg("--config").arg(&s.config);
@@ -253,7 +255,8 @@ fn broken_configs_and_arguments_are_named() {
 /// the engine through the wasm tools.
 #[test]
 fn rag_through_the_real_pipeline_shows_real_results() {
-    let s = setup();
+    // Big enough for the engine's Lens to recognise some photos.
+    let s = setup(10);
     let layout = Layout::new(&s.world);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -176,13 +176,21 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
     } else {
         let d = &summary.data;
         println!(
-            "sft: {} trajectories ({} direct, {} with search; {} dropped for failed searches), {} steps in {:.1}s",
+            "sft: {} trajectories ({} direct, {} with search), {} steps in {:.1}s",
             d.direct + d.with_search,
             d.direct,
             d.with_search,
-            d.dropped,
             summary.steps,
             summary.train_s
+        );
+        println!(
+            "  searches: {} image, {} text, {} failed ({} trajectories dropped); {} trajectories' results lacked what the script read ({} dropped)",
+            d.image_searches,
+            d.text_searches,
+            d.tool_errors,
+            d.dropped,
+            d.ungrounded,
+            d.dropped_ungrounded
         );
         println!(
             "  loss {:.4} → {:.4}; model written to {}",

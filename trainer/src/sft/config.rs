@@ -41,6 +41,10 @@ pub struct SftSection {
     /// Leave out trajectories whose searches failed: their scripted turns
     /// would read results the model never saw.
     pub drop_failed_searches: bool,
+    /// Leave out trajectories whose search results do not hold what the
+    /// next scripted turn reads from them (the demo: the town's name in the
+    /// image results, the answer in the text results). Always counted.
+    pub drop_ungrounded: bool,
 }
 
 impl Default for SftSection {
@@ -54,6 +58,7 @@ impl Default for SftSection {
             search_concurrency: 16,
             tool_timeout_s: 300,
             drop_failed_searches: true,
+            drop_ungrounded: false,
         }
     }
 }

@@ -92,10 +92,6 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     std::fs::write(run_dir.join(CONFIG_FILE), resolved)?;
 
     let samples = budget_samples(base)?;
-    let scripts = samples
-        .iter()
-        .map(|s| source.turns(s))
-        .collect::<Result<Vec<_>>>()?;
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
     let started = Instant::now();
@@ -103,7 +99,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     let built = build_transcripts(
         policy,
         &samples,
-        &scripts,
+        source,
         &prompts,
         &tools,
         handle,
@@ -113,6 +109,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
             tool_timeout: Duration::from_secs(sft.tool_timeout_s),
             chunk: 64,
             drop_failed_searches: sft.drop_failed_searches,
+            drop_ungrounded: sft.drop_ungrounded,
         },
         &|n| progress.set_position(n as u64),
     )?;

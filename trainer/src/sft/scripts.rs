@@ -8,6 +8,7 @@ use crate::data::Sample;
 use crate::demo::script;
 use crate::demo::world::{Question, World};
 use crate::eval::Category;
+use crate::tools::ToolObservation;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +16,13 @@ use std::path::Path;
 pub trait TrajectorySource {
     /// The assistant turns, in order: searches, then the answer.
     fn turns(&self, sample: &Sample) -> Result<Vec<String>>;
+
+    /// Whether `obs`, the environment's reply to scripted turn `turn`, holds
+    /// what the script's next turn reads from it. A script that names what
+    /// the results never showed teaches the model to make it up.
+    fn grounded(&self, _sample: &Sample, _turn: usize, _obs: &ToolObservation) -> bool {
+        true
+    }
 }
 
 /// The demo world's scripts, found by the question id that names each
@@ -92,5 +100,17 @@ impl TrajectorySource for DemoScripts {
             ),
         };
         Ok(turns.iter().map(script::ScriptedTurn::text).collect())
+    }
+
+    /// Image results must name the town, text results hold the answer (its
+    /// scripts search the image first).
+    fn grounded(&self, sample: &Sample, turn: usize, obs: &ToolObservation) -> bool {
+        let Ok(q) = self.question(sample) else {
+            return false;
+        };
+        let town = &self.world.towns[q.town];
+        let text = obs.text_content().to_lowercase();
+        let needle = if turn == 0 { &town.name } else { &q.answer };
+        text.contains(&needle.to_lowercase())
     }
 }

@@ -77,6 +77,23 @@ fn opts() -> BuildOptions {
         tool_timeout: Duration::from_secs(5),
         chunk: 2,
         drop_failed_searches: true,
+        drop_ungrounded: false,
+    }
+}
+
+/// Scripts by sample id; results are grounded unless they say "nothing".
+struct Fixed(Vec<(String, Vec<String>)>);
+
+impl TrajectorySource for Fixed {
+    fn turns(&self, sample: &Sample) -> anyhow::Result<Vec<String>> {
+        self.0
+            .iter()
+            .find(|(id, _)| *id == sample.id)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| anyhow::anyhow!("no script for {}", sample.id))
+    }
+    fn grounded(&self, _: &Sample, _: usize, obs: &ToolObservation) -> bool {
+        !obs.text_content().contains("nothing")
     }
 }
 
@@ -88,10 +105,17 @@ fn build<P: Policy>(
     opts: &BuildOptions,
 ) -> anyhow::Result<SftData> {
     let rt = runtime();
+    let source = Fixed(
+        samples
+            .iter()
+            .map(|s| s.id.clone())
+            .zip(scripts.iter().cloned())
+            .collect(),
+    );
     build_transcripts(
         policy,
         samples,
-        scripts,
+        &source,
         &Arc::new(Prompts::builtin()),
         tools,
         rt.handle(),
@@ -527,6 +551,25 @@ fn demo_scripts_follow_the_data_source_and_name_bad_samples() {
             .to_string()
             .contains("no image URL")
     );
+    // Grounded: the image results name the town, the text results hold the answer.
+    let world: crate::demo::world::World =
+        serde_json::from_slice(&std::fs::read(layout.world()).unwrap()).unwrap();
+    let s = samples
+        .iter()
+        .find(|s| source.turns(s).unwrap().len() == 3)
+        .unwrap();
+    let id = std::path::Path::new(s.image_url.as_deref().unwrap())
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let q = world.questions.iter().find(|q| q.id == id).unwrap();
+    let town = &world.towns[q.town].name;
+    let says = |t: &str| ToolObservation::text(t);
+    assert!(source.grounded(s, 0, &says(&format!("1. {town} - Atlas"))));
+    assert!(!source.grounded(s, 0, &says("No image search results were found.")));
+    assert!(source.grounded(s, 1, &says(&format!("… {} …", q.answer))));
+    assert!(!source.grounded(s, 1, &says("Text search results: none.")));
     let err = DemoScripts::load(&tmp.path().join("summary.json"))
         .err()
         .unwrap();

@@ -6,6 +6,7 @@
 //! [`SearchTools`] and shown as the rollout shows it — through `push_user`
 //! (mask 0).
 
+use super::scripts::TrajectorySource;
 use crate::data::Sample;
 use crate::policy::{Policy, Segment, Transcript};
 use crate::protocol::{Action, parse_action};
@@ -27,6 +28,7 @@ pub struct BuildOptions {
     /// Conversations open at once.
     pub chunk: usize,
     pub drop_failed_searches: bool,
+    pub drop_ungrounded: bool,
 }
 
 /// What went into the SFT data.
@@ -41,6 +43,10 @@ pub struct DataStats {
     /// Searches that failed, and trajectories left out for it.
     pub tool_errors: usize,
     pub dropped: usize,
+    /// Trajectories whose results did not hold what the script read from
+    /// them, and those of them left out.
+    pub ungrounded: usize,
+    pub dropped_ungrounded: usize,
     /// Mask-1 tokens over the kept transcripts.
     pub response_tokens: usize,
 }
@@ -94,26 +100,29 @@ fn check_script(
         .collect()
 }
 
-/// Builds one transcript per sample (`scripts[i]` are sample i's turns).
+/// Builds one transcript per sample, with the turns `source` scripts.
 #[allow(clippy::too_many_arguments)]
 pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     policy: &mut P,
     samples: &[Sample],
-    scripts: &[Vec<String>],
+    source: &dyn TrajectorySource,
     prompts: &Arc<Prompts>,
     tools: &Arc<T>,
     handle: &Handle,
     opts: &BuildOptions,
     on_progress: &dyn Fn(usize),
 ) -> Result<SftData> {
-    anyhow::ensure!(samples.len() == scripts.len(), "one script per sample");
+    let scripts = samples
+        .iter()
+        .map(|s| source.turns(s))
+        .collect::<Result<Vec<_>>>()?;
     anyhow::ensure!(
         opts.chunk > 0 && opts.search_concurrency > 0,
         "chunk and concurrency ≥ 1"
     );
     let calls = samples
         .iter()
-        .zip(scripts)
+        .zip(&scripts)
         .map(|(s, t)| check_script(s, t, opts.max_rounds))
         .collect::<Result<Vec<_>>>()?;
     let mut out = SftData {
@@ -128,6 +137,7 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     for chunk in idx.chunks(opts.chunk) {
         let mut sessions = Vec::with_capacity(chunk.len());
         let mut errors = vec![0usize; chunk.len()];
+        let mut ungrounded = vec![false; chunk.len()];
         for &i in chunk {
             let s = &samples[i];
             let text = prompts.first_turn(&s.question, opts.max_rounds)?;
@@ -170,6 +180,7 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
             );
             for (k, image, obs) in results {
                 let i = chunk[k];
+                ungrounded[k] |= obs.error.is_none() && !source.grounded(&samples[i], round, &obs);
                 out.stats.image_searches += usize::from(image);
                 out.stats.text_searches += usize::from(!image);
                 errors[k] += push_search_result(
@@ -189,6 +200,11 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
                 out.stats.dropped += 1;
                 continue;
             }
+            out.stats.ungrounded += usize::from(ungrounded[k]);
+            if ungrounded[k] && opts.drop_ungrounded {
+                out.stats.dropped_ungrounded += 1;
+                continue;
+            }
             let t = policy.transcript(&sessions[k]).clone();
             out.stats.response_tokens += t.response_len();
             if scripts[i].len() == 1 {
@@ -203,9 +219,10 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     }
     if out.transcripts.is_empty() {
         bail!(
-            "no SFT trajectory left: {} of {} were dropped for failed searches (is the search backend up?)",
+            "no SFT trajectory left of {}: {} dropped for failed searches (is the search backend up?), {} for results that did not hold what the script read",
+            samples.len(),
             out.stats.dropped,
-            samples.len()
+            out.stats.dropped_ungrounded
         );
     }
     Ok(out)
