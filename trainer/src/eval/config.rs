@@ -305,6 +305,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_demo_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
+        let (base, eval): (_, EvalSection) =
+            load_command_config(&dir.join("eval.toml"), &[], "eval").unwrap();
+        assert_eq!(eval.dataset(&base), "demo/data/test.parquet");
+        assert_eq!(eval.rollout(&base).temperature, 0.0, "greedy");
+        let (base, sft) = crate::sft::config::load(&dir.join("sft.toml"), &[]).unwrap();
+        assert_eq!(sft.init, crate::sft::PolicyInit::Random);
+        assert_eq!(base.rollout.prompts_dir, "configs/demo/prompts");
+    }
+
+    #[test]
     fn reports_go_to_the_run_dirs_eval_folder() {
         assert_eq!(
             report_path(Path::new("runs/x"), "rl"),
