@@ -171,17 +171,18 @@ fn sft_then_every_workflow_then_the_report() {
     let model = s.run.join("model");
     assert!(model.join("model.safetensors").is_file());
 
-    let eval = |workflow: &str, label: &str| -> EvalReport {
+    let eval = |workflow: &str, label: &str, extra: &[&str]| -> EvalReport {
         let text = run_ok(
             host()
                 .args(["eval", "--workflow", workflow, "--label", label, "--config"])
                 .arg(&s.config)
-                .arg(format!("model.path={}", model.display())),
+                .arg(format!("model.path={}", model.display()))
+                .args(extra),
         );
         assert!(text.lines().nth(2).unwrap().starts_with(label), "{text}");
         EvalReport::load(&s.run.join("eval").join(format!("{label}.json"))).unwrap()
     };
-    let rag = eval("rag", "sft-rag");
+    let rag = eval("rag", "sft-rag", &[]);
     let o = &rag.summary.overall;
     assert_eq!(o.questions, 8, "eval.max_samples");
     assert_eq!((o.image_search_ratio, o.text_search_ratio), (1.0, 1.0));
@@ -193,9 +194,10 @@ fn sft_then_every_workflow_then_the_report() {
     );
     assert_eq!(rag.workflow, "rag");
     assert_eq!(rag.model, model.display().to_string());
-    let direct = eval("direct", "sft-direct");
+    // Direct needs no search tools: a broken [search] does not stop it.
+    let direct = eval("direct", "sft-direct", &["search.corpus=/no/corpus"]);
     assert_eq!(direct.summary.overall.search_ratio, 0.0);
-    let on_demand = eval("on-demand", "sft-on-demand");
+    let on_demand = eval("on-demand", "sft-on-demand", &[]);
     assert_eq!(on_demand.summary.overall.questions, 8);
     assert!(
         on_demand
