@@ -9,7 +9,8 @@
 //!   rather than what it knows, which is what direct answering measures.
 //! - `rag`: the fixed pipeline. The environment writes the first assistant
 //!   turn (an image search on the input image, `eval.rag.image_turn`), then
-//!   the model writes a text search. If it does not, its turn is set aside
+//!   the model writes a text search. If it does not (or writes an empty
+//!   query, or runs out of tokens), its turn is set aside
 //!   (kept in [`Outcome::discarded`]) and a text search for the question
 //!   itself is forced: the query a fixed pipeline without query rewriting
 //!   sends. Then the model answers.
@@ -314,7 +315,8 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
             let l = &mut lives[i];
             let query = match l.last_action() {
                 Some(Action::TextSearch(q))
-                    if l.turns.last().map(|t| t.finish) == Some(FinishReason::Stop) =>
+                    if !q.is_empty()
+                        && l.turns.last().map(|t| t.finish) == Some(FinishReason::Stop) =>
                 {
                     q.clone()
                 }
