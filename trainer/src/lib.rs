@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod report;
 pub mod reward;
 pub mod rollout;
+pub mod sft;
 pub mod testkit;
 pub mod tools;
 pub mod train;

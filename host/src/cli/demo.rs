@@ -1,9 +1,17 @@
 //! `mmsr-host demo-data | sft | demo` (owner: demo world).
+use super::eval::search_config;
+use crate::pipeline::SearchPipeline;
+use crate::runtime::HostOptions;
 use anyhow::{Context, bail};
 use clap::Args;
 use mmsr_trainer::demo::{self, DemoDataConfig};
+use mmsr_trainer::policy::TrainablePolicy;
+use mmsr_trainer::sft::{self, DemoScripts, SftSection};
+use mmsr_trainer::train::config::TrainConfig;
+use mmsr_trainer::train::{PolicyVisitor, with_policy};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct DemoDataArgs {
@@ -29,7 +37,16 @@ pub struct DemoDataArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct SftArgs {}
+pub struct SftArgs {
+    /// TOML with the trainer's sections, `[sft]` and `[search]`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Dotted overrides, e.g. `data.max_samples=200 run.epochs=3`.
+    pub overrides: Vec<String>,
+}
 #[derive(Args, Debug)]
 pub struct DemoArgs {}
 
@@ -113,8 +130,75 @@ pub fn run_demo_data(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_sft(_args: SftArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mmsr-host sft` is not built yet")
+struct SftJob<'a> {
+    base: &'a TrainConfig,
+    sft: &'a SftSection,
+    source: DemoScripts,
+    tools: Arc<SearchPipeline>,
+    handle: tokio::runtime::Handle,
+}
+
+impl PolicyVisitor for SftJob<'_> {
+    type Output = sft::SftSummary;
+    fn visit<P: TrainablePolicy>(self, mut policy: P) -> anyhow::Result<Self::Output> {
+        sft::run_sft(
+            self.base,
+            self.sft,
+            &mut policy,
+            &self.source,
+            self.tools,
+            &self.handle,
+        )
+    }
+}
+
+/// `mmsr-host sft --config FILE [key=value …]`: the warm start on the demo
+/// world's scripted trajectories, searches answered by the `[search]` tools.
+pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
+    let (base, section) = sft::config::load(&args.config, &args.overrides)?;
+    let source = DemoScripts::load(Path::new(&section.world)).context("sft.world")?;
+    let rt = super::runtime()?;
+    let tools = rt
+        .block_on(SearchPipeline::from_config(
+            &search_config(&base)?,
+            HostOptions::default(),
+        ))
+        .context("starting the search tools")?;
+    let job = SftJob {
+        base: &base,
+        sft: &section,
+        source,
+        tools: Arc::new(tools),
+        handle: rt.handle().clone(),
+    };
+    let summary = with_policy(&base.model, section.init, base.run.seed, job)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let d = &summary.data;
+        println!(
+            "sft: {} trajectories ({} direct, {} with search), {} steps in {:.1}s",
+            d.direct + d.with_search,
+            d.direct,
+            d.with_search,
+            summary.steps,
+            summary.train_s
+        );
+        println!(
+            "  searches: {} image, {} text, {} failed ({} trajectories dropped); {} trajectories' results lacked what the script read ({} dropped)",
+            d.image_searches,
+            d.text_searches,
+            d.tool_errors,
+            d.dropped,
+            d.ungrounded,
+            d.dropped_ungrounded
+        );
+        println!(
+            "  loss {:.4} → {:.4}; model written to {}",
+            summary.first_loss, summary.last_loss, summary.model_dir
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 pub fn run_demo(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("`mmsr-host demo` is not built yet")

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::train::{
-    PolicyVisitor, RunSummary, TrainConfig, Trainer, load_samples, with_policy,
+    PolicyInit, PolicyVisitor, RunSummary, TrainConfig, Trainer, load_samples, with_policy,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,7 +78,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         samples,
         resume: args.resume,
     };
-    let summary = with_policy(&cfg.model, cfg.run.seed, train)?;
+    let summary = with_policy(&cfg.model, PolicyInit::Load, cfg.run.seed, train)?;
     match &summary.last {
         Some(m) => println!(
             "trained steps {}..{} in {}: reward {:.3}, accuracy {:.3}, search ratio {:.2}",

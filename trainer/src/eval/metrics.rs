@@ -46,6 +46,9 @@ pub struct QuestionResult {
     pub judge: Option<bool>,
     pub image_searches: usize,
     pub text_searches: usize,
+    /// Searches that failed (the model was told to reason alone).
+    #[serde(default)]
+    pub tool_errors: usize,
     pub reward: f64,
     pub format: f64,
     /// The assistant turns, for reading what the model did.

@@ -1,12 +1,19 @@
-//! Evaluation of a workflow (direct, RAG, on-demand) on a dataset: per
-//! question results in, metrics and tables out, optionally judged by an LLM.
-//! The metrics are pure functions; nothing here runs a model.
+//! Evaluation of a workflow (direct, RAG, on-demand) on a dataset: the
+//! workflows drive a policy with search tools (`workflow`), per-question
+//! results go in, metrics and tables come out, optionally judged by an LLM.
+//! The metrics are pure functions of the results.
 
+pub mod command;
+pub mod config;
 pub mod judge;
 pub mod metrics;
 pub mod table;
+pub mod workflow;
 
+pub use command::{EvalOutput, label_for, run_eval};
+pub use config::EvalSection;
 pub use metrics::{Category, EvalSummary, Metrics, QuestionResult, metrics, summarize};
+pub use workflow::{Outcome, Workflow, WorkflowRunner, question_result};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -67,3 +74,6 @@ impl EvalReport {
             .with_context(|| format!("parsing eval report {}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests;

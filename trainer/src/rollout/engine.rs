@@ -10,10 +10,11 @@
 
 use super::config::{RolloutConfig, RolloutMode};
 use super::prompts::Prompts;
+use super::search_turn::{SearchCall, guarded_search, push_search_result};
 use super::trajectory::{EndReason, RolloutRequest, RolloutStats, Trajectory, TurnRecord};
 use crate::policy::{FinishReason, Policy, SampleParams, Segment, TurnOutput};
-use crate::protocol::{Action, INFORMATION_CLOSE, INFORMATION_OPEN, parse_action};
-use crate::tools::{ImageQuery, ObservationPart, SearchTools, ToolObservation};
+use crate::protocol::{Action, parse_action};
+use crate::tools::{ImageQuery, SearchTools, ToolObservation};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -158,7 +159,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 }
                 let t0 = Instant::now();
                 let outs = {
-                    let mut sessions = pick_sessions(&mut slots, &idx);
+                    let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
                     policy.generate(&mut sessions, &params, mix(seed, call))?
                 };
                 stats.generate += t0.elapsed();
@@ -299,40 +300,27 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         requests: &[RolloutRequest],
         tx: &mpsc::Sender<ToolDone>,
     ) {
-        let tools = Arc::clone(&self.tools);
-        let prompts = Arc::clone(&self.prompts);
-        let timeout = self.tool_timeout;
-        let image = matches!(action, Action::ImageSearch);
         let req = &requests[slot];
-        let query = ImageQuery {
-            bytes: req.image.clone(),
-            url: req.image_url.clone(),
+        let call = match action {
+            Action::ImageSearch => SearchCall::Image(ImageQuery {
+                bytes: req.image.clone(),
+                url: req.image_url.clone(),
+            }),
+            Action::TextSearch(q) => SearchCall::Text(q),
+            Action::Answer(_) => unreachable!("answers launch no search"),
         };
-        let work = self.handle.spawn(async move {
-            match action {
-                Action::ImageSearch => tools.image_search(&query).await,
-                Action::TextSearch(q) => tools.text_search(&q).await,
-                Action::Answer(_) => unreachable!("answers launch no search"),
-            }
-        });
+        let image = call.is_image();
+        let search = guarded_search(
+            &self.handle,
+            Arc::clone(&self.tools),
+            call,
+            self.tool_timeout,
+            Arc::clone(&self.prompts),
+        );
         let tx = tx.clone();
         self.handle.spawn(async move {
             let t0 = Instant::now();
-            let failed = |msg: String| {
-                let text = prompts.search_error(&msg).unwrap_or(msg.clone());
-                ToolObservation {
-                    parts: vec![ObservationPart::Text(text)],
-                    error: Some(msg),
-                }
-            };
-            let obs = match tokio::time::timeout(timeout, work).await {
-                Ok(Ok(obs)) => obs,
-                Ok(Err(e)) => failed(format!("search tool crashed: {e}")),
-                Err(_) => failed(format!(
-                    "search timed out after {:.0} s",
-                    timeout.as_secs_f64()
-                )),
-            };
+            let obs = search.await;
             let _ = tx.send(ToolDone {
                 slot,
                 image,
@@ -351,54 +339,35 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         requests: &[RolloutRequest],
     ) -> Result<()> {
         let question = &requests[done.slot].question;
-        let follow = self.prompts.after_search(done.image, question)?;
-        if done.obs.error.is_some() {
-            slot.tool_errors += 1;
-        }
-        let turn = user_turn(&done.obs.parts, &follow);
-        if let Err(err) = policy.push_user(&mut slot.session, &turn) {
-            // e.g. a corrupt thumbnail: the model still hears what happened.
-            tracing::warn!(rollout = done.slot, error = %format!("{err:#}"), "search result rejected by the policy; sending the error instead");
-            slot.tool_errors += 1;
-            let text = self.prompts.search_error(&format!("{err:#}"))?;
-            policy
-                .push_user(
-                    &mut slot.session,
-                    &user_turn(&[ObservationPart::Text(text)], &follow),
-                )
-                .with_context(|| {
-                    format!("rollout {}: cannot append the search result", done.slot)
-                })?;
-        }
+        slot.tool_errors += push_search_result(
+            policy,
+            &mut slot.session,
+            &self.prompts,
+            &done.obs,
+            done.image,
+            question,
+        )
+        .with_context(|| format!("rollout {}: cannot append the search result", done.slot))?;
         slot.state = State::Ready;
         Ok(())
     }
-}
-
-/// `<information>…</information>`, then the follow-up instruction.
-fn user_turn(parts: &[ObservationPart], follow: &str) -> Vec<Segment> {
-    let mut segs = vec![Segment::Text(format!("{INFORMATION_OPEN}\n"))];
-    for p in parts {
-        segs.push(match p {
-            ObservationPart::Text(t) => Segment::Text(t.clone()),
-            ObservationPart::Image(b) => Segment::Image(b.clone()),
-        });
-    }
-    segs.push(Segment::Text(format!("\n{INFORMATION_CLOSE}\n\n{follow}")));
-    segs
 }
 
 fn any_ready<S>(slots: &[Slot<S>]) -> bool {
     slots.iter().any(|s| matches!(s.state, State::Ready))
 }
 
-/// Mutable borrows of the sessions at `idx` (distinct, ascending).
-fn pick_sessions<'a, S>(slots: &'a mut [Slot<S>], idx: &[usize]) -> Vec<&'a mut S> {
+/// Mutable borrows of the sessions of `items` at `idx` (distinct, ascending).
+pub(crate) fn pick_sessions<'a, T, S>(
+    items: &'a mut [T],
+    idx: &[usize],
+    session: impl Fn(&'a mut T) -> &'a mut S,
+) -> Vec<&'a mut S> {
     let mut out = Vec::with_capacity(idx.len());
     let mut want = idx.iter().peekable();
-    for (i, slot) in slots.iter_mut().enumerate() {
+    for (i, item) in items.iter_mut().enumerate() {
         if want.peek() == Some(&&i) {
-            out.push(&mut slot.session);
+            out.push(session(item));
             want.next();
         }
     }

@@ -5,11 +5,14 @@
 mod config;
 mod engine;
 mod prompts;
+mod search_turn;
 mod trajectory;
 
 pub use config::{RolloutConfig, RolloutMode};
+pub(crate) use engine::pick_sessions;
 pub use engine::{RolloutEngine, mix};
 pub use prompts::Prompts;
+pub use search_turn::{SearchCall, guarded_search, information_turn, push_search_result};
 pub use trajectory::{
     EndReason, RolloutRequest, RolloutStats, Trajectory, TurnRecord, check_transcript,
 };

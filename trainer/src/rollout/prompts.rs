@@ -10,6 +10,12 @@ pub const FIRST_TURN: &str = "first_turn";
 pub const AFTER_IMAGE_SEARCH: &str = "after_image_search";
 pub const AFTER_TEXT_SEARCH: &str = "after_text_search";
 pub const SEARCH_ERROR: &str = "search_error";
+/// The eval's direct workflow: a first turn without search instructions,
+/// and the reply to a search the model asks for anyway.
+pub const DIRECT_FIRST_TURN: &str = "direct_first_turn";
+pub const SEARCH_UNAVAILABLE: &str = "search_unavailable";
+/// Templates a prompt folder needs only for the workflows that use them.
+const OPTIONAL: [&str; 2] = [DIRECT_FIRST_TURN, SEARCH_UNAVAILABLE];
 const NAMES: [&str; 4] = [
     FIRST_TURN,
     AFTER_IMAGE_SEARCH,
@@ -17,7 +23,7 @@ const NAMES: [&str; 4] = [
     SEARCH_ERROR,
 ];
 
-const BUILTIN: [(&str, &str); 4] = [
+const BUILTIN: [(&str, &str); 6] = [
     (
         FIRST_TURN,
         include_str!("../../../configs/prompts/first_turn.txt"),
@@ -34,10 +40,20 @@ const BUILTIN: [(&str, &str); 4] = [
         SEARCH_ERROR,
         include_str!("../../../configs/prompts/search_error.txt"),
     ),
+    (
+        DIRECT_FIRST_TURN,
+        include_str!("../../../configs/prompts/direct_first_turn.txt"),
+    ),
+    (
+        SEARCH_UNAVAILABLE,
+        include_str!("../../../configs/prompts/search_unavailable.txt"),
+    ),
 ];
 
 pub struct Prompts {
     env: Environment<'static>,
+    /// The folder the templates came from (`None`: built in), for errors.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Prompts {
@@ -47,10 +63,11 @@ impl Prompts {
             env.add_template_owned(name.to_string(), text.trim_end().to_string())
                 .expect("built-in prompt parses");
         }
-        Self { env }
+        Self { env, dir: None }
     }
 
-    /// Reads `<name>.txt` for every template from `dir`.
+    /// Reads `<name>.txt` for every template from `dir`; the optional ones
+    /// (the direct workflow's) only if present.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -61,7 +78,23 @@ impl Prompts {
             env.add_template_owned(name.to_string(), text.trim_end().to_string())
                 .with_context(|| format!("prompt {} is not a valid template", path.display()))?;
         }
-        let prompts = Self { env };
+        for name in OPTIONAL {
+            let path = dir.join(format!("{name}.txt"));
+            if !path.exists() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read prompt {}", path.display()))?;
+            env.add_template_owned(name.to_string(), text.trim_end().to_string())
+                .with_context(|| format!("prompt {} is not a valid template", path.display()))?;
+            env.get_template(name)?
+                .render(context! { question => "q" })
+                .with_context(|| format!("prompt {}", path.display()))?;
+        }
+        let prompts = Self {
+            env,
+            dir: Some(dir.to_path_buf()),
+        };
         // Render once so a template using an unknown variable fails at start.
         prompts
             .first_turn("q", 3)
@@ -82,8 +115,17 @@ impl Prompts {
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String> {
-        self.env
-            .get_template(name)?
+        let template = self
+            .env
+            .get_template(name)
+            .with_context(|| match &self.dir {
+                Some(dir) => format!(
+                    "prompt {} is missing",
+                    dir.join(format!("{name}.txt")).display()
+                ),
+                None => format!("no built-in prompt `{name}`"),
+            })?;
+        template
             .render(ctx)
             .with_context(|| format!("rendering prompt `{name}`"))
     }
@@ -105,6 +147,16 @@ impl Prompts {
 
     pub fn search_error(&self, error: &str) -> Result<String> {
         self.render(SEARCH_ERROR, context! { error })
+    }
+
+    /// The direct workflow's first turn: the question, no search offered.
+    pub fn direct_first_turn(&self, question: &str) -> Result<String> {
+        self.render(DIRECT_FIRST_TURN, context! { question })
+    }
+
+    /// The reply when a model searches where no search is offered.
+    pub fn search_unavailable(&self, question: &str) -> Result<String> {
+        self.render(SEARCH_UNAVAILABLE, context! { question })
     }
 }
 
@@ -146,7 +198,44 @@ mod tests {
         std::fs::write(dir.path().join("search_error.txt"), "E: {{ error }}").unwrap();
         let p = Prompts::from_dir(dir.path()).unwrap();
         assert_eq!(p.first_turn("x", 3).unwrap(), "Q: x");
+        // The direct workflow's prompts are optional, and named when missing.
+        let err = format!("{:#}", p.direct_first_turn("x").unwrap_err());
+        assert!(err.contains("direct_first_turn.txt is missing"), "{err}");
+        std::fs::write(
+            dir.path().join("direct_first_turn.txt"),
+            "D: {{ question }}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("search_unavailable.txt"), "{{ error }}").unwrap();
+        let err = format!("{:#}", Prompts::from_dir(dir.path()).err().unwrap());
+        assert!(err.contains("search_unavailable.txt"), "{err}");
+        std::fs::write(
+            dir.path().join("search_unavailable.txt"),
+            "U: {{ question }}",
+        )
+        .unwrap();
+        let p = Prompts::from_dir(dir.path()).unwrap();
+        assert_eq!(p.direct_first_turn("x").unwrap(), "D: x");
+        assert_eq!(p.search_unavailable("y").unwrap(), "U: y");
         std::fs::write(dir.path().join("first_turn.txt"), "{{ question").unwrap();
         assert!(Prompts::from_dir(dir.path()).is_err());
+    }
+
+    #[test]
+    fn shipped_prompt_folders_have_the_direct_workflow() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for dir in [root.join("prompts"), root.join("demo/prompts")] {
+            let p = Prompts::from_dir(&dir).unwrap();
+            let direct = p.direct_first_turn("Q?").unwrap();
+            assert!(
+                direct.contains("Q?") && direct.contains("<answer>"),
+                "{direct}"
+            );
+            assert!(
+                !direct.contains("<text_search>") && !direct.contains("<search>"),
+                "no search offered: {direct}"
+            );
+            assert!(p.search_unavailable("Q?").unwrap().contains("Q?"));
+        }
     }
 }

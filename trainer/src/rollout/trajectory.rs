@@ -29,6 +29,8 @@ pub enum EndReason {
     TurnTokenLimit,
     /// The trajectory ran out of its total response budget.
     ResponseTokenLimit,
+    /// A search where the workflow offers none (the eval's direct workflow).
+    SearchUnavailable,
 }
 
 #[derive(Clone, Debug)]

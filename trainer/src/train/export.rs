@@ -4,7 +4,7 @@
 //! dir (merging LoRA adapters is the model's job).
 
 use super::checkpoint::{self, Checkpoint, STATE_FILE};
-use super::policy_factory::{PolicyVisitor, with_policy};
+use super::policy_factory::{PolicyInit, PolicyVisitor, with_policy};
 use super::trainer::CHECKPOINTS_DIR;
 use crate::policy::TrainablePolicy;
 use anyhow::{Context, Result, bail};
@@ -48,6 +48,7 @@ pub fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     with_policy(
         &ck.config.model,
+        PolicyInit::Load,
         ck.config.run.seed,
         Export { ck: &ck, out },
     )?;

@@ -18,7 +18,10 @@ pub use config::{
 };
 pub use export::{export_checkpoint, resolve_checkpoint};
 pub use metrics::{MetricsLog, StepMetrics};
-pub use policy_factory::{BIGRAM_IM_END_BIAS, PolicyVisitor, device, dtype, with_policy};
+pub use policy_factory::{
+    BIGRAM_IM_END_BIAS, BIGRAM_MODEL_TYPE, PolicyInit, PolicyVisitor, device, dtype,
+    policy_options, resolve_kind, with_policy,
+};
 pub use trainer::{
     CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
 };

@@ -8,6 +8,7 @@ use crate::model::{LoraOptions, PolicyOptions, QwenVlPolicy};
 use crate::policy::TrainablePolicy;
 use crate::testkit::BigramPolicy;
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{Device, Kind};
 
@@ -20,27 +21,73 @@ pub trait PolicyVisitor {
 /// `<|im_end|>` bias of a random bigram: keeps sampled turns short.
 pub const BIGRAM_IM_END_BIAS: f64 = 2.0;
 
-/// Builds the policy `cfg` describes (random parts drawn from `seed`) and
-/// hands it to `visitor`.
+/// How the policy's weights start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyInit {
+    /// The weights in `model.path`.
+    #[default]
+    Load,
+    /// Fresh weights from the seed (the demo's tiny model has none yet).
+    Random,
+}
+
+/// `model_type` of the bigram test policy's export.
+pub const BIGRAM_MODEL_TYPE: &str = "mmsr-bigram";
+const QWEN_MODEL_TYPE: &str = "qwen2_5_vl";
+
+/// The family `cfg` names, reading `model_type` from config.json for "auto".
+pub fn resolve_kind(cfg: &ModelConfig) -> Result<ModelKind> {
+    if cfg.kind == ModelKind::Bigram {
+        return Ok(cfg.kind);
+    }
+    if cfg.path.is_empty() {
+        bail!("model.path is empty: it must name a model dir (config.json, tokenizer, weights)");
+    }
+    if cfg.kind != ModelKind::Auto {
+        return Ok(cfg.kind);
+    }
+    let path = Path::new(&cfg.path).join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("model.path: reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("model.path: {} is not JSON", path.display()))?;
+    match json.get("model_type").and_then(|v| v.as_str()) {
+        Some(QWEN_MODEL_TYPE) => Ok(ModelKind::Qwen2_5Vl),
+        Some(BIGRAM_MODEL_TYPE) => Ok(ModelKind::Bigram),
+        other => bail!(
+            "model.path: {} has model_type {other:?}; this build knows {QWEN_MODEL_TYPE:?} and {BIGRAM_MODEL_TYPE:?} (or set model.kind)",
+            path.display()
+        ),
+    }
+}
+
+/// Builds the policy `cfg` describes, its weights loaded or drawn from
+/// `seed` as `init` says, and hands it to `visitor`.
 pub fn with_policy<V: PolicyVisitor>(
     cfg: &ModelConfig,
+    init: PolicyInit,
     seed: u64,
     visitor: V,
 ) -> Result<V::Output> {
-    match cfg.kind {
+    let path = Path::new(&cfg.path);
+    let at = || format!("model.path = {:?}", cfg.path);
+    match resolve_kind(cfg)? {
         ModelKind::Bigram => {
-            let policy = if cfg.path.is_empty() {
+            let policy = if init == PolicyInit::Random || cfg.path.is_empty() {
                 BigramPolicy::new(seed, BIGRAM_IM_END_BIAS)
             } else {
-                BigramPolicy::load(Path::new(&cfg.path))
-                    .with_context(|| format!("model.path = {:?}", cfg.path))?
+                BigramPolicy::load(path).with_context(at)?
             };
             visitor.visit(policy)
         }
-        ModelKind::Qwen2_5Vl => {
-            let path = Path::new(&cfg.path);
-            let policy = QwenVlPolicy::load(path, &policy_options(cfg)?)
-                .with_context(|| format!("model.path = {:?}", cfg.path))?;
+        ModelKind::Qwen2_5Vl | ModelKind::Auto => {
+            let opts = policy_options(cfg)?;
+            let policy = match init {
+                PolicyInit::Load => QwenVlPolicy::load(path, &opts),
+                PolicyInit::Random => QwenVlPolicy::init_random(path, seed, &opts),
+            }
+            .with_context(at)?;
             visitor.visit(policy)
         }
     }
@@ -101,6 +148,7 @@ pub fn device(cfg: &ModelConfig) -> Result<Device> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Tensor;
 
     struct Names;
     impl PolicyVisitor for Names {
@@ -119,15 +167,24 @@ mod tests {
             kind: ModelKind::Bigram,
             ..Default::default()
         };
-        assert_eq!(with_policy(&cfg, 1, Names).unwrap(), vec!["bigram.weight"]);
+        assert_eq!(
+            with_policy(&cfg, PolicyInit::Load, 1, Names).unwrap(),
+            vec!["bigram.weight"]
+        );
         cfg.path = "/nonexistent/bigram".into();
-        let err = format!("{:#}", with_policy(&cfg, 1, Names).unwrap_err());
+        let err = format!(
+            "{:#}",
+            with_policy(&cfg, PolicyInit::Load, 1, Names).unwrap_err()
+        );
         assert!(
             err.contains("model.path") && err.contains("/nonexistent/bigram"),
             "{err}"
         );
         cfg.kind = ModelKind::Qwen2_5Vl;
-        let err = format!("{:#}", with_policy(&cfg, 1, Names).unwrap_err());
+        let err = format!(
+            "{:#}",
+            with_policy(&cfg, PolicyInit::Load, 1, Names).unwrap_err()
+        );
         assert!(err.contains("/nonexistent/bigram"), "{err}");
         cfg.dtype = "f32".into();
         cfg.device = "cpu".into();
@@ -137,5 +194,44 @@ mod tests {
         );
         cfg.device = "cuda:99".into();
         assert!(device(&cfg).unwrap_err().to_string().contains("cuda:99"));
+    }
+
+    #[test]
+    fn auto_reads_model_type_and_names_an_unknown_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let trained = BigramPolicy::new(3, 1.0);
+        trained.export(tmp.path()).unwrap();
+        let cfg = ModelConfig {
+            path: tmp.path().display().to_string(),
+            ..Default::default()
+        };
+        assert_eq!(resolve_kind(&cfg).unwrap(), ModelKind::Bigram);
+        struct Weight;
+        impl PolicyVisitor for Weight {
+            type Output = Tensor;
+            fn visit<P: TrainablePolicy>(self, p: P) -> Result<Tensor> {
+                Ok(p.trainable_parameters()[0].1.detach())
+            }
+        }
+        let loaded = with_policy(&cfg, PolicyInit::Load, 9, Weight).unwrap();
+        assert!(loaded.allclose(&trained.trainable_parameters()[0].1, 0.0, 0.0, false));
+        let fresh = with_policy(&cfg, PolicyInit::Random, 9, Weight).unwrap();
+        assert!(
+            !fresh.allclose(&loaded, 0.0, 0.0, false),
+            "random ignores the weights"
+        );
+        std::fs::write(
+            tmp.path().join("config.json"),
+            "{\"model_type\": \"llama\"}",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            with_policy(&cfg, PolicyInit::Load, 0, Weight).unwrap_err()
+        );
+        assert!(
+            err.contains("\"llama\"") && err.contains("config.json"),
+            "{err}"
+        );
     }
 }

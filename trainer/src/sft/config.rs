@@ -1,0 +1,156 @@
+//! The `[sft]` section; the rest of an SFT config is the trainer's own
+//! sections: `[run]` (dir, seed, epochs or total_steps, progress),
+//! `[model]`, `[data]` (train split; `max_samples` is the SFT data budget,
+//! `shuffle` picks which samples with `run.seed`), `[rollout]` (prompts and
+//! `max_rounds`, as the first turn shows them), `[actor]` (AdamW and the LR
+//! schedule) and `[search]` (the tools that answer the scripted searches).
+
+use crate::eval::config::{Section, load_command_config};
+use crate::train::config::TrainConfig;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub use crate::train::PolicyInit;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftSection {
+    /// The demo world (`world.json`) whose ideal searcher writes the turns.
+    pub world: String,
+    pub init: PolicyInit,
+    /// Trajectories per optimizer step.
+    pub batch_size: usize,
+    /// Trajectories per forward/backward (gradient accumulation).
+    pub micro_batch: usize,
+    /// The trained model's dir (empty: `run.dir/model`).
+    pub out: String,
+    /// Searches in flight at once while the trajectories are built.
+    pub search_concurrency: usize,
+    /// A search that has not answered by then is an error observation.
+    pub tool_timeout_s: u64,
+    /// Leave out trajectories whose searches failed: their scripted turns
+    /// would read results the model never saw.
+    pub drop_failed_searches: bool,
+    /// Leave out trajectories whose search results do not hold what the
+    /// next scripted turn reads from them (the demo: the town's name in the
+    /// image results, the answer in the text results). Always counted.
+    pub drop_ungrounded: bool,
+}
+
+impl Default for SftSection {
+    fn default() -> Self {
+        Self {
+            world: String::new(),
+            init: PolicyInit::Load,
+            batch_size: 16,
+            micro_batch: 4,
+            out: String::new(),
+            search_concurrency: 16,
+            tool_timeout_s: 300,
+            drop_failed_searches: true,
+            drop_ungrounded: false,
+        }
+    }
+}
+
+impl SftSection {
+    pub fn out_dir(&self, base: &TrainConfig) -> PathBuf {
+        if self.out.is_empty() {
+            Path::new(&base.run.dir).join("model")
+        } else {
+            PathBuf::from(&self.out)
+        }
+    }
+}
+
+impl Section for SftSection {
+    fn validate(&self, base: &TrainConfig) -> Result<()> {
+        let mut errs = Vec::new();
+        if self.world.is_empty() {
+            errs.push(
+                "set sft.world: the demo world.json whose scripts are the trajectories".into(),
+            );
+        }
+        if base.data.train.is_empty() {
+            errs.push("set data.train: the questions to warm-start on".to_string());
+        }
+        if base.model.path.is_empty() {
+            errs.push("set model.path: the model dir to start from".to_string());
+        }
+        if self.batch_size == 0 {
+            errs.push("sft.batch_size must be at least 1".to_string());
+        }
+        if self.micro_batch == 0 {
+            errs.push("sft.micro_batch must be at least 1".to_string());
+        }
+        if self.search_concurrency == 0 {
+            errs.push("sft.search_concurrency must be at least 1".to_string());
+        }
+        if self.tool_timeout_s == 0 {
+            errs.push("sft.tool_timeout_s must be at least 1".to_string());
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", errs.join("; "))
+        }
+    }
+}
+
+/// Reads an SFT config: the trainer's sections and `[sft]`, with overrides.
+pub fn load(path: &Path, overrides: &[String]) -> Result<(TrainConfig, SftSection)> {
+    load_command_config(path, overrides, "sft")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::config::command_config_from_table;
+
+    fn parse(text: &str, overrides: &[&str]) -> Result<(TrainConfig, SftSection)> {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        command_config_from_table(table, &o, "sft")
+    }
+
+    const OK: &str =
+        "[model]\npath = \"m\"\n[data]\ntrain = \"t.parquet\"\n[sft]\nworld = \"w.json\"\n";
+
+    #[test]
+    fn defaults_and_overrides() {
+        let (base, sft) = parse(
+            OK,
+            &["sft.init=random", "data.max_samples=12", "sft.batch_size=8"],
+        )
+        .unwrap();
+        assert_eq!(
+            (sft.init, sft.batch_size, base.data.max_samples),
+            (PolicyInit::Random, 8, 12)
+        );
+        assert_eq!(sft.out_dir(&base), Path::new("runs/default/model"));
+        let (base, sft) = parse(OK, &["sft.out=x/m", "run.dir=r"]).unwrap();
+        assert_eq!(sft.out_dir(&base), Path::new("x/m"));
+    }
+
+    #[test]
+    fn broken_configs_are_named() {
+        let err = |text: &str, o: &[&str]| format!("{:#}", parse(text, o).unwrap_err());
+        let e = err("", &[]);
+        assert!(
+            e.contains("sft.world") && e.contains("data.train") && e.contains("model.path"),
+            "{e}"
+        );
+        let e = err(OK, &["sft.batch_size=0", "sft.micro_batch=0"]);
+        assert!(
+            e.contains("sft.batch_size") && e.contains("sft.micro_batch"),
+            "{e}"
+        );
+        let e = err(OK, &["sft.init=pretrained"]);
+        assert!(e.contains("[sft]") && e.contains("pretrained"), "{e}");
+        let e = err(OK, &["sft.epochs=3"]);
+        assert!(e.contains("[sft]") && e.contains("epochs"), "{e}");
+        let e = err(OK, &["actor.lr=0"]);
+        assert!(e.contains("actor.lr must be > 0"), "{e}");
+    }
+}

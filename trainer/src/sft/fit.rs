@@ -1,0 +1,186 @@
+//! The SFT update: token-mean negative log-likelihood over the response
+//! mask (the assistant's tokens only), micro-batched through
+//! `backward_scores`, AdamW with gradient clipping and the LR schedule of
+//! `algo`, for a number of epochs or steps, in a seeded order.
+
+use crate::algo::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm, masked_sum_over};
+use crate::data::DataCursor;
+use crate::policy::{TrainablePolicy, Transcript};
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Optimizer steps; 0: `epochs` passes over the data.
+    pub total_steps: usize,
+    pub epochs: usize,
+    /// Trajectories per optimizer step (at most the data size).
+    pub batch_size: usize,
+    pub micro_batch: usize,
+    pub seed: u64,
+    pub shuffle: bool,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub decay: crate::algo::Decay,
+    pub min_lr_ratio: f64,
+    pub adamw: AdamWConfig,
+    /// Max global gradient norm (0: no clipping).
+    pub grad_clip: f64,
+}
+
+impl FitOptions {
+    pub fn steps(&self, data: usize) -> usize {
+        if self.total_steps > 0 {
+            self.total_steps
+        } else {
+            (data * self.epochs).div_ceil(self.batch(data)).max(1)
+        }
+    }
+
+    fn batch(&self, data: usize) -> usize {
+        self.batch_size.min(data).max(1)
+    }
+}
+
+/// One optimizer step's numbers, as written to `metrics.jsonl` under `sft/`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepMetrics {
+    /// Token-mean NLL of the step's batch, before the update.
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub epoch: u64,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    step: usize,
+    sft: &'a StepMetrics,
+}
+
+/// The mask as a float tensor [B, L] (L = the longest transcript).
+fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
+    let len = batch
+        .iter()
+        .map(|t| t.tokens.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut m = vec![0f32; batch.len() * len];
+    for (i, t) in batch.iter().enumerate() {
+        for (j, &v) in t.response_mask.iter().enumerate() {
+            m[i * len + j] = f32::from(v);
+        }
+    }
+    Tensor::from_slice(&m)
+        .view([batch.len() as i64, len as i64])
+        .to_device(device)
+}
+
+/// Mean NLL per response token of `batch` under the current weights (no
+/// update): the number the loss tracks, for checks before and after.
+pub fn mean_nll<P: TrainablePolicy>(policy: &mut P, batch: &[&Transcript]) -> Result<f64> {
+    let tokens: usize = batch.iter().map(|t| t.response_len()).sum();
+    tch::no_grad(|| {
+        let scores = policy.score(batch, 1.0, false)?;
+        let mask = mask_tensor(batch, policy.device());
+        Ok(masked_sum_over(
+            &(-scores.logprobs.to_kind(Kind::Float)),
+            &mask,
+            tokens as f64,
+        )
+        .double_value(&[]))
+    })
+}
+
+/// Trains `policy` on `data`; `on_step` sees each step's numbers (and
+/// `metrics`, when given, gets them as JSON lines).
+pub fn fit<P: TrainablePolicy>(
+    policy: &mut P,
+    data: &[Transcript],
+    opts: &FitOptions,
+    metrics: Option<&Path>,
+    on_step: &mut dyn FnMut(usize, &StepMetrics),
+) -> Result<Vec<StepMetrics>> {
+    if data.is_empty() {
+        bail!("no SFT data");
+    }
+    if opts.micro_batch == 0 {
+        bail!("micro_batch must be at least 1");
+    }
+    let steps = opts.steps(data.len());
+    let batch = opts.batch(data.len());
+    let schedule = LrSchedule {
+        lr: opts.lr,
+        warmup_steps: opts.warmup_steps,
+        total_steps: steps,
+        decay: opts.decay,
+        min_lr_ratio: opts.min_lr_ratio,
+    };
+    let params = policy.trainable_parameters();
+    let tensors: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut opt = AdamW::new(params, opts.adamw.clone());
+    let mut cursor = DataCursor::new(opts.seed, opts.shuffle);
+    let mut log = match metrics {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            Some(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
+            ))
+        }
+        None => None,
+    };
+    let device = policy.device();
+    let mut history = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let epoch = cursor.epoch;
+        let idx = cursor.next_batch(data.len(), batch);
+        let picked: Vec<&Transcript> = idx.iter().map(|&i| &data[i]).collect();
+        let tokens: usize = picked.iter().map(|t| t.response_len()).sum();
+        opt.zero_grad();
+        let mut loss_sum = 0.0;
+        for micro in picked.chunks(opts.micro_batch) {
+            let mask = mask_tensor(micro, device);
+            policy.backward_scores(micro, 1.0, false, &mut |scores| {
+                // Summed over this micro-batch, divided by the step's token
+                // count: micro-batches add up to the step's token mean.
+                let loss = masked_sum_over(
+                    &(-scores.logprobs.to_kind(Kind::Float)),
+                    &mask,
+                    tokens as f64,
+                );
+                loss_sum += loss.double_value(&[]);
+                Ok(loss)
+            })?;
+        }
+        if !loss_sum.is_finite() {
+            bail!("SFT step {step}: loss is {loss_sum} (lower actor.lr?)");
+        }
+        let grad_norm = clip_grad_norm(&tensors, opts.grad_clip);
+        let lr = schedule.at(step);
+        opt.step(lr);
+        let m = StepMetrics {
+            loss: loss_sum,
+            lr,
+            grad_norm,
+            tokens,
+            epoch,
+        };
+        if let Some(w) = log.as_mut() {
+            serde_json::to_writer(&mut *w, &Line { step, sft: &m })?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+        }
+        on_step(step, &m);
+        history.push(m);
+    }
+    opt.zero_grad();
+    Ok(history)
+}

@@ -1,0 +1,580 @@
+//! SFT on the real tiny test policies: transcripts as a rollout makes them,
+//! masks on exactly the scripted turns, a loss that falls and a behaviour
+//! that becomes more likely, and the whole command on a small demo world.
+
+use super::*;
+use crate::data::Sample;
+use crate::demo::dataset::{SEARCH_FREE_SOURCE, SEARCH_REQUIRED_SOURCE};
+use crate::demo::{self, DemoDataConfig, Layout};
+use crate::policy::{Policy, Segment, TrainablePolicy, Transcript};
+use crate::reward::GoldAnswers;
+use crate::rollout::{
+    EndReason, Prompts, RolloutConfig, RolloutEngine, RolloutRequest, TurnRecord, check_transcript,
+};
+use crate::testkit::{BigramPolicy, ChatTokens, IM_END, ScriptedPolicy};
+use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
+use std::sync::Arc;
+use std::time::Duration;
+
+const IMG: &str = "<reason>I do not know it.</reason><search><img></search>";
+const TXT: &str = "<reason>It is Vorlak.</reason><text_search> who founded Vorlak</text_search>";
+const ANS: &str = "<reason>It is Vorlak.</reason><answer> Ada Brun</answer>";
+
+fn png(w: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::new(w, 3)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn sample(q: &str) -> Sample {
+    Sample {
+        id: format!("t#{q}"),
+        question: q.into(),
+        images: vec![png(4)],
+        image_url: Some(format!("http://img/{q}.png")),
+        gold: GoldAnswers {
+            ground_truth: "Ada Brun".into(),
+            candidates: vec![],
+        },
+        data_source: SEARCH_REQUIRED_SOURCE.into(),
+    }
+}
+
+fn tools() -> Arc<FakeSearchTools> {
+    Arc::new(FakeSearchTools::new(Duration::ZERO, |call| match call {
+        FakeToolCall::Image { .. } => ToolObservation {
+            parts: vec![
+                ObservationPart::Text("1. Vorlak - Atlas ".into()),
+                ObservationPart::Image(png(3)),
+            ],
+            error: None,
+        },
+        FakeToolCall::Text(q) => ToolObservation::text(format!("{q}: founded by Ada Brun.")),
+    }))
+}
+
+fn failing_tools() -> Arc<FakeSearchTools> {
+    Arc::new(FakeSearchTools::new(Duration::ZERO, |_| ToolObservation {
+        parts: vec![ObservationPart::Text("Search error: 503.".into())],
+        error: Some("503".into()),
+    }))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn opts() -> BuildOptions {
+    BuildOptions {
+        max_rounds: 3,
+        search_concurrency: 4,
+        tool_timeout: Duration::from_secs(5),
+        chunk: 2,
+        drop_failed_searches: true,
+        drop_ungrounded: false,
+    }
+}
+
+/// Scripts by sample id; results are grounded unless they say "nothing".
+struct Fixed(Vec<(String, Vec<String>)>);
+
+impl TrajectorySource for Fixed {
+    fn turns(&self, sample: &Sample) -> anyhow::Result<Vec<String>> {
+        self.0
+            .iter()
+            .find(|(id, _)| *id == sample.id)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| anyhow::anyhow!("no script for {}", sample.id))
+    }
+    fn grounded(&self, _: &Sample, _: usize, obs: &ToolObservation) -> bool {
+        !obs.text_content().contains("nothing")
+    }
+}
+
+fn build<P: Policy>(
+    policy: &mut P,
+    samples: &[Sample],
+    scripts: &[Vec<String>],
+    tools: &Arc<FakeSearchTools>,
+    opts: &BuildOptions,
+) -> anyhow::Result<SftData> {
+    let rt = runtime();
+    let source = Fixed(
+        samples
+            .iter()
+            .map(|s| s.id.clone())
+            .zip(scripts.iter().cloned())
+            .collect(),
+    );
+    build_transcripts(
+        policy,
+        samples,
+        &source,
+        &Arc::new(Prompts::builtin()),
+        tools,
+        rt.handle(),
+        opts,
+        &|_| {},
+    )
+}
+
+fn turns(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The forced turns as the records a generating policy would leave: the
+/// text's tokens and `<|im_end|>`, log-prob 0.
+fn forced_records(script: &[String]) -> Vec<TurnRecord> {
+    script
+        .iter()
+        .map(|t| {
+            let mut ids = ChatTokens::text(t);
+            ids.push(IM_END);
+            TurnRecord {
+                text: t.clone(),
+                logprobs: vec![0.0; ids.len()],
+                token_ids: ids,
+                finish: crate::policy::FinishReason::Stop,
+                action: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn transcripts_are_what_a_rollout_makes_with_masks_on_the_scripted_turns_only() {
+    let samples = [sample("q1"), sample("q2"), sample("q3")];
+    let scripts = [turns(&[IMG, TXT, ANS]), turns(&[ANS]), turns(&[IMG, ANS])];
+    let tools = tools();
+    let mut policy = BigramPolicy::new(1, 0.0);
+    let data = build(&mut policy, &samples, &scripts, &tools, &opts()).unwrap();
+    assert_eq!(data.transcripts.len(), 3);
+    assert_eq!(data.sample_index, vec![0, 1, 2]);
+    assert_eq!(
+        (
+            data.stats.direct,
+            data.stats.with_search,
+            data.stats.image_searches,
+            data.stats.text_searches
+        ),
+        (1, 2, 2, 1)
+    );
+    let mut calls = tools.calls();
+    calls.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(calls.len(), 3);
+    assert!(
+        calls.contains(&FakeToolCall::Text("who founded Vorlak".into())),
+        "{calls:?}"
+    );
+
+    for (t, script) in data.transcripts.iter().zip(&scripts) {
+        // Mask 1 on exactly each scripted turn and its <|im_end|>; 0 on the
+        // prompt, the search results and the template's framing.
+        check_transcript(t, &forced_records(script)).unwrap();
+        assert_eq!(
+            t.response_len(),
+            script.iter().map(|s| s.chars().count() + 1).sum::<usize>()
+        );
+        let searches = script.len() - 1;
+        let shown = ChatTokens::decode(&t.tokens);
+        assert_eq!(shown.matches("<information>").count(), searches, "{shown}");
+        assert_eq!(t.images.len(), 1 + usize::from(script[0] == IMG));
+    }
+
+    // The same conversations, played by a rollout: identical tokens and masks.
+    let rt = runtime();
+    let engine = RolloutEngine::new(
+        RolloutConfig {
+            mode: crate::rollout::RolloutMode::Sync,
+            ..Default::default()
+        },
+        Arc::new(Prompts::builtin()),
+        self::tools(),
+        rt.handle().clone(),
+    );
+    let by_question = scripts.clone();
+    let mut scripted = ScriptedPolicy::new(move |first: &str| {
+        let k = ["q1", "q2", "q3"]
+            .iter()
+            .position(|q| first.ends_with(&format!("Question: {q}")))
+            .unwrap();
+        by_question[k].clone()
+    });
+    let requests: Vec<RolloutRequest> = samples
+        .iter()
+        .map(|s| RolloutRequest {
+            question: s.question.clone(),
+            image: s.images[0].clone(),
+            image_url: s.image_url.clone(),
+        })
+        .collect();
+    let (trajs, _) = engine.run(&mut scripted, &requests, 0).unwrap();
+    for (traj, built) in trajs.iter().zip(&data.transcripts) {
+        assert_eq!(traj.end, EndReason::Answered);
+        assert_eq!(traj.transcript.tokens, built.tokens);
+        assert_eq!(traj.transcript.response_mask, built.response_mask);
+        assert_eq!(traj.transcript.images, built.images);
+    }
+}
+
+#[test]
+fn failed_searches_are_dropped_and_counted() {
+    let samples = [sample("q1"), sample("q2")];
+    let scripts = [turns(&[IMG, ANS]), turns(&[ANS])];
+    let mut policy = BigramPolicy::new(1, 0.0);
+    let data = build(&mut policy, &samples, &scripts, &failing_tools(), &opts()).unwrap();
+    assert_eq!((data.stats.dropped, data.stats.tool_errors), (1, 1));
+    assert_eq!(data.sample_index, vec![1]);
+    let keep = BuildOptions {
+        drop_failed_searches: false,
+        ..opts()
+    };
+    let data = build(&mut policy, &samples, &scripts, &failing_tools(), &keep).unwrap();
+    assert_eq!((data.stats.dropped, data.transcripts.len()), (0, 2));
+    let err = build(
+        &mut policy,
+        &samples[..1],
+        &scripts[..1],
+        &failing_tools(),
+        &opts(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("no SFT trajectory left"), "{err}");
+}
+
+#[test]
+fn bad_scripts_are_named() {
+    let mut policy = BigramPolicy::new(1, 0.0);
+    let s = [sample("q9")];
+    let err = |script: &[&str]| {
+        format!(
+            "{:#}",
+            build(
+                &mut BigramPolicy::new(1, 0.0),
+                &s,
+                &[turns(script)],
+                &tools(),
+                &opts()
+            )
+            .err()
+            .unwrap()
+        )
+    };
+    assert!(err(&[ANS, ANS]).contains("t#q9: scripted turn 0"));
+    assert!(err(&[IMG]).contains("scripted turn 0"));
+    assert!(err(&[IMG, TXT, TXT, ANS]).contains("more than rollout.max_rounds = 3"));
+    assert!(err(&[]).contains("empty script"));
+    let _ = build(&mut policy, &s, &[turns(&[ANS])], &tools(), &opts()).unwrap();
+}
+
+/// Σ log p of the mask-1 tokens of `turn` forced after a fresh first turn.
+fn turn_logprob(policy: &mut BigramPolicy, question: &str, turn: &str) -> f64 {
+    let mut s = policy
+        .open(&[
+            Segment::Image(png(4)),
+            Segment::Text(Prompts::builtin().first_turn(question, 3).unwrap()),
+        ])
+        .unwrap();
+    policy.push_assistant(&mut s, turn).unwrap();
+    let t = policy.transcript(&s).clone();
+    let n = t.response_len() as f64;
+    -mean_nll(policy, &[&t]).unwrap() * n
+}
+
+fn fit_opts(steps: usize) -> FitOptions {
+    FitOptions {
+        total_steps: steps,
+        epochs: 1,
+        batch_size: 4,
+        micro_batch: 2,
+        seed: 3,
+        shuffle: true,
+        lr: 0.05,
+        warmup_steps: 2,
+        decay: crate::algo::Decay::Cosine,
+        min_lr_ratio: 0.1,
+        adamw: crate::algo::AdamWConfig {
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        grad_clip: 1.0,
+    }
+}
+
+#[test]
+fn sft_lowers_the_loss_and_makes_the_trained_behaviour_more_likely() {
+    // Direct answers only: afterwards answering must be more likely than
+    // searching, on questions the data never had.
+    let train: Vec<Sample> = (0..8).map(|i| sample(&format!("train {i}"))).collect();
+    let scripts: Vec<Vec<String>> = train.iter().map(|_| turns(&[ANS])).collect();
+    let held: Vec<Sample> = (0..4).map(|i| sample(&format!("held {i}"))).collect();
+    let held_scripts: Vec<Vec<String>> = held.iter().map(|_| turns(&[ANS])).collect();
+    let mut policy = BigramPolicy::new(7, 0.0);
+    let data = build(&mut policy, &train, &scripts, &tools(), &opts()).unwrap();
+    let held = build(&mut policy, &held, &held_scripts, &tools(), &opts()).unwrap();
+    let held_refs: Vec<&Transcript> = held.transcripts.iter().collect();
+    let before = mean_nll(&mut policy, &held_refs).unwrap();
+    let gap = |p: &mut BigramPolicy| turn_logprob(p, "new?", ANS) - turn_logprob(p, "new?", IMG);
+    let gap_before = gap(&mut policy);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = tmp.path().join("metrics.jsonl");
+    let mut seen = 0;
+    let history = fit(
+        &mut policy,
+        &data.transcripts,
+        &fit_opts(60),
+        Some(&metrics),
+        &mut |_, _| seen += 1,
+    )
+    .unwrap();
+    assert_eq!((history.len(), seen), (60, 60));
+    let after = mean_nll(&mut policy, &held_refs).unwrap();
+    let first = history[0].loss;
+    let last = history[history.len() - 5..]
+        .iter()
+        .map(|m| m.loss)
+        .sum::<f64>()
+        / 5.0;
+    assert!(
+        (first - before).abs() < 0.5,
+        "the first step's loss is the NLL before training: {first} vs {before}"
+    );
+    assert!(last < 0.5 * first, "training loss {first:.3} → {last:.3}");
+    assert!(
+        after < 0.5 * before,
+        "held-out NLL {before:.3} → {after:.3}"
+    );
+    let gap_after = gap(&mut policy);
+    assert!(
+        gap_after > 0.0 && gap_after - gap_before > 5.0,
+        "log p(answer) − log p(search): {gap_before:.2} → {gap_after:.2}"
+    );
+    // The schedule warmed up and decayed; the log is what the report reads.
+    assert!(history[0].lr < history[2].lr && history[59].lr < history[2].lr);
+    let records = crate::report::metrics_log::read(&metrics).unwrap();
+    assert_eq!(records.len(), 60);
+    let (name, points) =
+        crate::report::metrics_log::series(&records, &["loss", "sft/loss"]).unwrap();
+    assert_eq!((name.as_str(), points.len()), ("sft/loss", 60));
+    assert!((points[0].1 - first).abs() < 1e-9);
+    assert!(!crate::report::plots::training_panels(&records).is_empty());
+}
+
+#[test]
+fn micro_batches_add_up_to_the_same_update() {
+    let train: Vec<Sample> = (0..4).map(|i| sample(&format!("m {i}"))).collect();
+    let scripts: Vec<Vec<String>> = vec![
+        turns(&[ANS]),
+        turns(&[IMG, ANS]),
+        turns(&[IMG, TXT, ANS]),
+        turns(&[ANS]),
+    ];
+    let weights = |micro: usize| {
+        let mut p = BigramPolicy::new(5, 0.0);
+        let data = build(&mut p, &train, &scripts, &tools(), &opts()).unwrap();
+        let o = FitOptions {
+            micro_batch: micro,
+            ..fit_opts(3)
+        };
+        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        (p.trainable_parameters()[0].1.detach().copy(), h[0].loss)
+    };
+    let (a, la) = weights(4);
+    let (b, lb) = weights(1);
+    assert!((la - lb).abs() < 1e-5, "{la} vs {lb}");
+    assert!(
+        a.allclose(&b, 1e-5, 1e-6, false),
+        "gradient accumulation differs"
+    );
+}
+
+fn small_world() -> DemoDataConfig {
+    let mut c = DemoDataConfig {
+        vocab_size: 600,
+        ..DemoDataConfig::default()
+    };
+    (
+        c.world.known,
+        c.world.unknown_train,
+        c.world.unknown_test,
+        c.world.decoys,
+    ) = (3, 6, 3, 3);
+    c
+}
+
+#[test]
+fn run_sft_on_a_small_demo_world() {
+    let tmp = tempfile::tempdir().unwrap();
+    let world_dir = tmp.path().join("world");
+    let summary = demo::generate(&world_dir, &small_world(), &[]).unwrap();
+    let layout = Layout::new(&world_dir);
+    let run_dir = tmp.path().join("run");
+    let table: toml::Table = toml::from_str(&format!(
+        r#"
+[run]
+dir = {run:?}
+seed = 1
+epochs = 2
+progress = false
+[model]
+path = "unused-by-the-bigram"
+[data]
+train = {train:?}
+shuffle = true
+max_samples = 10
+[actor]
+lr = 0.05
+[sft]
+world = {world:?}
+batch_size = 4
+micro_batch = 2
+"#,
+        run = run_dir.display().to_string(),
+        train = layout.data(demo::world::Split::Train).display().to_string(),
+        world = layout.world().display().to_string(),
+    ))
+    .unwrap();
+    let (base, sft): (_, SftSection) =
+        crate::eval::config::command_config_from_table(table, &[], "sft").unwrap();
+    let source = DemoScripts::load(&layout.world()).unwrap();
+    let rt = runtime();
+    let mut policy = BigramPolicy::new(2, 0.0);
+    let out = run_sft(&base, &sft, &mut policy, &source, tools(), rt.handle()).unwrap();
+    assert_eq!(out.data.samples, 10, "data.max_samples is the budget");
+    assert_eq!(out.data.direct + out.data.with_search, 10);
+    assert!(
+        out.data.direct > 0 && out.data.with_search > 0,
+        "{:?}",
+        out.data
+    );
+    assert_eq!(out.steps, 5, "2 epochs of 10 in batches of 4");
+    assert!(
+        out.last_loss < out.first_loss,
+        "{} → {}",
+        out.first_loss,
+        out.last_loss
+    );
+    for f in [
+        "metrics.jsonl",
+        SUMMARY_FILE,
+        CONFIG_FILE,
+        "model/config.json",
+        "model/model.safetensors",
+    ] {
+        assert!(run_dir.join(f).is_file(), "{f}");
+    }
+    let resolved = std::fs::read_to_string(run_dir.join(CONFIG_FILE)).unwrap();
+    let again: toml::Table = toml::from_str(&resolved).unwrap();
+    let (b2, s2): (_, SftSection) =
+        crate::eval::config::command_config_from_table(again, &[], "sft").unwrap();
+    assert_eq!(
+        (b2, s2),
+        (base.clone(), sft.clone()),
+        "the resolved config reads back"
+    );
+    assert!(summary.train_search_free > 0);
+
+    // The budget takes the same samples for the same seed, others for another.
+    let ids = |seed: u64| {
+        let mut b = base.clone();
+        b.run.seed = seed;
+        budget_samples(&b)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(1), ids(1));
+    assert_ne!(ids(1), ids(2));
+}
+
+#[test]
+fn demo_scripts_follow_the_data_source_and_name_bad_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    demo::generate(tmp.path(), &small_world(), &[]).unwrap();
+    let layout = Layout::new(tmp.path());
+    let source = DemoScripts::load(&layout.world()).unwrap();
+    let samples = crate::data::load(&layout.data(demo::world::Split::Train), &Default::default())
+        .unwrap()
+        .samples;
+    for s in &samples {
+        let t = source.turns(s).unwrap();
+        let free = s.data_source == SEARCH_FREE_SOURCE;
+        assert_eq!(t.len() == 1, free, "{}: {t:?}", s.id);
+        assert!(
+            t.last()
+                .unwrap()
+                .ends_with(&format!("<answer> {}</answer>", s.gold.ground_truth))
+        );
+    }
+    let mut s = samples[0].clone();
+    s.data_source = "elsewhere".into();
+    assert!(
+        source
+            .turns(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("neither search_free nor search_required")
+    );
+    let mut s = samples[0].clone();
+    s.image_url = Some("http://x/queries/nope.jpg".into());
+    assert!(
+        source
+            .turns(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("\"nope\"")
+    );
+    let mut s = samples[0].clone();
+    s.question = "Something else?".into();
+    assert!(
+        source
+            .turns(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("different runs")
+    );
+    let mut s = samples[0].clone();
+    s.image_url = None;
+    assert!(
+        source
+            .turns(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("no image URL")
+    );
+    // Grounded: the image results name the town, the text results hold the answer.
+    let world: crate::demo::world::World =
+        serde_json::from_slice(&std::fs::read(layout.world()).unwrap()).unwrap();
+    let s = samples
+        .iter()
+        .find(|s| source.turns(s).unwrap().len() == 3)
+        .unwrap();
+    let id = std::path::Path::new(s.image_url.as_deref().unwrap())
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let q = world.questions.iter().find(|q| q.id == id).unwrap();
+    let town = &world.towns[q.town].name;
+    let says = |t: &str| ToolObservation::text(t);
+    assert!(source.grounded(s, 0, &says(&format!("1. {town} - Atlas"))));
+    assert!(!source.grounded(s, 0, &says("No image search results were found.")));
+    assert!(source.grounded(s, 1, &says(&format!("… {} …", q.answer))));
+    assert!(!source.grounded(s, 1, &says("Text search results: none.")));
+    let err = DemoScripts::load(&tmp.path().join("summary.json"))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("not a demo world.json"),
+        "{err:#}"
+    );
+}
