@@ -1,27 +1,47 @@
-//! Visual similarity that survives resizing and re-encoding: a 64-bit DCT
-//! perceptual hash (structure) plus an MPEG-7-style colour layout descriptor
-//! (where the colours are). Both are computed from heavily downscaled
-//! images, which is what makes them robust to size and JPEG quality.
+//! Visual similarity that survives resizing, re-encoding, small shifts and
+//! brightness changes, as a Lens stand-in needs.
+//!
+//! A fingerprint is the picture shrunk to a 24×24 grid of CIELAB colours
+//! (shrinking removes size and JPEG detail; Lab makes distances read as
+//! perceived colour differences). Two fingerprints are compared with a
+//! displacement-tolerant distance: every cell is matched to the closest
+//! colour among the other grid's cell and its 8 neighbours, both ways, after
+//! removing the difference in mean lightness. That absorbs a part of the
+//! picture moving or growing by a few per cent (one cell is about 4 %) while
+//! keeping where the colours are and what shape they draw. A search first
+//! ranks every image by an 8×8 block average of the grid (cheap) and then
+//! compares only the closest few with the tolerant distance.
 
 use anyhow::Context;
 use image::DynamicImage;
 use image::imageops::FilterType;
-use std::f32::consts::PI;
 
-/// Combined distances above this are not a visual match.
+/// Side of the fingerprint grid, in cells.
+const SIDE: usize = 24;
+/// Cells of the fine grid averaged into one coarse cell (per side).
+const BLOCK: usize = 3;
+const COARSE: usize = SIDE / BLOCK;
+/// How far (in cells) a cell may be matched away from its own position.
+const REACH: usize = 1;
+/// A mean-lightness difference up to this (Lab L units) counts as exposure.
+const MAX_LIGHTNESS_SHIFT: f32 = 8.0;
+/// Images compared with the tolerant distance per query (at least).
+const SHORTLIST: usize = 32;
+/// Distances are RMS Lab differences over this: 1.0 is black against white.
+const LAB_SCALE: f32 = 100.0;
+/// Distances above this are not a visual match (a Lab difference of 15 per
+/// cell on average: re-encoded, jittered copies stay well under 10).
 pub const MATCH_THRESHOLD: f32 = 0.15;
-const HASH_WEIGHT: f32 = 0.6;
-const COLOUR_WEIGHT: f32 = 0.4;
-// Zig-zag order of the first coefficients of an 8×8 DCT.
-const ZIGZAG: [(usize, usize); 6] = [(0, 0), (0, 1), (1, 0), (2, 0), (1, 1), (0, 2)];
-const Y_COEFFS: usize = 6;
-const C_COEFFS: usize = 3;
+
+type Lab = [f32; 3];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fingerprint {
-    phash: u64,
-    /// Y, Cb, Cr low-frequency DCT coefficients, scaled to about [-1, 1].
-    layout: [f32; Y_COEFFS + 2 * C_COEFFS],
+    /// `SIDE`×`SIDE` Lab cells, row by row.
+    fine: Vec<Lab>,
+    /// `COARSE`×`COARSE` block means of `fine`.
+    coarse: Vec<Lab>,
+    mean_lightness: f32,
 }
 
 impl Fingerprint {
@@ -31,104 +51,108 @@ impl Fingerprint {
     }
 
     pub fn of_image(img: &DynamicImage) -> Self {
+        // Triangle filtering widens with the shrink factor, so every cell is
+        // a smooth average of its area whatever the source size.
+        let small = img
+            .resize_exact(SIDE as u32, SIDE as u32, FilterType::Triangle)
+            .to_rgb8();
+        let fine: Vec<Lab> = small.pixels().map(|p| srgb_to_lab(p.0)).collect();
+        let mut coarse = vec![[0.0f32; 3]; COARSE * COARSE];
+        for (i, cell) in fine.iter().enumerate() {
+            let (y, x) = (i / SIDE / BLOCK, i % SIDE / BLOCK);
+            for (acc, v) in coarse[y * COARSE + x].iter_mut().zip(cell) {
+                *acc += v / (BLOCK * BLOCK) as f32;
+            }
+        }
+        let mean_lightness = fine.iter().map(|c| c[0]).sum::<f32>() / fine.len() as f32;
         Self {
-            phash: phash(img),
-            layout: colour_layout(img),
+            fine,
+            coarse,
+            mean_lightness,
         }
     }
 
-    /// 0 for the same picture, about 1 for unrelated ones.
+    /// The lightness shift from `other` to `self` that is put down to exposure.
+    fn lightness_shift(&self, other: &Self) -> f32 {
+        (self.mean_lightness - other.mean_lightness)
+            .clamp(-MAX_LIGHTNESS_SHIFT, MAX_LIGHTNESS_SHIFT)
+    }
+
+    /// The displacement-tolerant distance: 0 for the same picture, small for
+    /// a shifted, rescaled, brightened or re-encoded copy, 0.3 and more for
+    /// different pictures. Symmetric.
     pub fn distance(&self, other: &Self) -> f32 {
-        let hamming = (self.phash ^ other.phash).count_ones() as f32 / 63.0;
-        let colour: f32 = self
-            .layout
+        let shift = self.lightness_shift(other);
+        let both = tolerant_one_way(&self.fine, &other.fine, shift)
+            + tolerant_one_way(&other.fine, &self.fine, -shift);
+        (both / 2.0).sqrt() / LAB_SCALE
+    }
+
+    /// RMS distance of the coarse grids: a cheap first ranking.
+    fn coarse_distance(&self, other: &Self) -> f32 {
+        let shift = self.lightness_shift(other);
+        let sum: f32 = self
+            .coarse
             .iter()
-            .zip(&other.layout)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f32>()
-            .sqrt();
-        HASH_WEIGHT * hamming + COLOUR_WEIGHT * colour.min(1.0)
+            .zip(&other.coarse)
+            .map(|(a, b)| squared([a[0] - shift, a[1], a[2]], b))
+            .sum();
+        (sum / self.coarse.len() as f32).sqrt() / LAB_SCALE
     }
 }
 
-/// `n×n` DCT-II (orthonormal) of `pixels`, returning only the top-left `keep×keep`.
-fn dct2(pixels: &[f32], n: usize, keep: usize) -> Vec<f32> {
-    let basis: Vec<f32> = (0..keep)
-        .flat_map(|u| {
-            let scale = if u == 0 {
-                (1.0 / n as f32).sqrt()
-            } else {
-                (2.0 / n as f32).sqrt()
-            };
-            (0..n).map(move |x| scale * ((2 * x + 1) as f32 * u as f32 * PI / (2 * n) as f32).cos())
-        })
-        .collect();
-    // Rows first, then columns, keeping only the low frequencies.
-    let mut rows = vec![0.0f32; n * keep];
-    for y in 0..n {
-        for u in 0..keep {
-            rows[y * keep + u] = (0..n).map(|x| pixels[y * n + x] * basis[u * n + x]).sum();
+fn squared(a: Lab, b: &Lab) -> f32 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
+}
+
+/// Mean over `a`'s cells (lightness lowered by `shift`) of the squared Lab
+/// difference to the closest of `b`'s cells within [`REACH`].
+fn tolerant_one_way(a: &[Lab], b: &[Lab], shift: f32) -> f32 {
+    let mut total = 0.0f32;
+    for y in 0..SIDE {
+        let rows = y.saturating_sub(REACH)..=(y + REACH).min(SIDE - 1);
+        for x in 0..SIDE {
+            let cols = x.saturating_sub(REACH)..=(x + REACH).min(SIDE - 1);
+            let [l, ca, cb] = a[y * SIDE + x];
+            let cell = [l - shift, ca, cb];
+            let mut best = f32::INFINITY;
+            for yy in rows.clone() {
+                for other in &b[yy * SIDE + cols.start()..=yy * SIDE + cols.end()] {
+                    best = best.min(squared(cell, other));
+                }
+            }
+            total += best;
         }
     }
-    let mut out = vec![0.0f32; keep * keep];
-    for v in 0..keep {
-        for u in 0..keep {
-            out[v * keep + u] = (0..n).map(|y| rows[y * keep + u] * basis[v * n + y]).sum();
+    total / (SIDE * SIDE) as f32
+}
+
+/// sRGB (D65) to CIELAB.
+fn srgb_to_lab(rgb: [u8; 3]) -> Lab {
+    let [r, g, b] = rgb.map(|c| {
+        let c = c as f32 / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
         }
-    }
-    out
-}
-
-fn phash(img: &DynamicImage) -> u64 {
-    const N: usize = 32;
-    let small = img
-        .resize_exact(N as u32, N as u32, FilterType::Triangle)
-        .to_luma8();
-    let pixels: Vec<f32> = small.pixels().map(|p| p.0[0] as f32).collect();
-    let coeffs = dct2(&pixels, N, 8);
-    // The DC term (overall brightness) stays out of the median and the bits.
-    let mut ac: Vec<f32> = coeffs[1..].to_vec();
-    ac.sort_by(f32::total_cmp);
-    let median = ac[ac.len() / 2];
-    coeffs
-        .iter()
-        .enumerate()
-        .skip(1)
-        .fold(0u64, |h, (i, &c)| if c > median { h | (1 << i) } else { h })
-}
-
-fn colour_layout(img: &DynamicImage) -> [f32; Y_COEFFS + 2 * C_COEFFS] {
-    const N: usize = 8;
-    let small = img
-        .resize_exact(N as u32, N as u32, FilterType::Triangle)
-        .to_rgb8();
-    let (mut y, mut cb, mut cr) = (
-        Vec::with_capacity(64),
-        Vec::with_capacity(64),
-        Vec::with_capacity(64),
-    );
-    for p in small.pixels() {
-        let [r, g, b] = p.0.map(f32::from);
-        y.push(0.299 * r + 0.587 * g + 0.114 * b);
-        cb.push(-0.168_736 * r - 0.331_264 * g + 0.5 * b);
-        cr.push(0.5 * r - 0.418_688 * g - 0.081_312 * b);
-    }
-    // An orthonormal 8×8 DCT of values in [0, 255] has its DC in [0, 2040].
-    let scale = 1.0 / (255.0 * N as f32);
-    let mut out = [0.0f32; Y_COEFFS + 2 * C_COEFFS];
-    let mut fill = |channel: &[f32], from: usize, count: usize| {
-        let c = dct2(channel, N, 3);
-        for (i, &(v, u)) in ZIGZAG.iter().take(count).enumerate() {
-            out[from + i] = c[v * 3 + u] * scale;
+    });
+    // XYZ relative to the D65 white point.
+    let x = (0.412_456 * r + 0.357_576 * g + 0.180_438 * b) / 0.950_47;
+    let y = 0.212_673 * r + 0.715_152 * g + 0.072_175 * b;
+    let z = (0.019_334 * r + 0.119_192 * g + 0.950_304 * b) / 1.088_83;
+    let f = |t: f32| {
+        if t > 216.0 / 24_389.0 {
+            t.cbrt()
+        } else {
+            (24_389.0 / 27.0 * t + 16.0) / 116.0
         }
     };
-    fill(&y, 0, Y_COEFFS);
-    fill(&cb, Y_COEFFS, C_COEFFS);
-    fill(&cr, Y_COEFFS + C_COEFFS, C_COEFFS);
-    out
+    let (fx, fy, fz) = (f(x), f(y), f(z));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
 }
 
-/// Fingerprints of every corpus image, searched by linear scan.
+/// Fingerprints of every corpus image.
 pub struct ImageIndex {
     entries: Vec<Fingerprint>,
 }
@@ -145,19 +169,35 @@ impl ImageIndex {
         Self { entries }
     }
 
-    /// Images within [`MATCH_THRESHOLD`] of `query`, nearest first.
-    pub fn search(&self, query: &Fingerprint) -> Vec<ImageHit> {
-        let mut hits: Vec<ImageHit> = self
+    /// Images within [`MATCH_THRESHOLD`] of `query`, nearest first: the
+    /// `max(want, SHORTLIST)` nearest by coarse grid, re-ranked by
+    /// [`Fingerprint::distance`]. Ask for more than you keep when several
+    /// images may collapse into one result.
+    pub fn search(&self, query: &Fingerprint, want: usize) -> Vec<ImageHit> {
+        let mut coarse: Vec<(f32, usize)> = self
             .entries
             .iter()
             .enumerate()
-            .map(|(image, fp)| ImageHit {
+            .map(|(i, fp)| (fp.coarse_distance(query), i))
+            .collect();
+        let shortlist = want.max(SHORTLIST).min(coarse.len());
+        if shortlist < coarse.len() {
+            coarse.select_nth_unstable_by(shortlist, |a, b| a.0.total_cmp(&b.0));
+            coarse.truncate(shortlist);
+        }
+        let mut hits: Vec<ImageHit> = coarse
+            .into_iter()
+            .map(|(_, image)| ImageHit {
                 image,
-                distance: fp.distance(query),
+                distance: self.entries[image].distance(query),
             })
             .filter(|h| h.distance <= MATCH_THRESHOLD)
             .collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        hits.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then(a.image.cmp(&b.image))
+        });
         hits
     }
 }
@@ -166,6 +206,7 @@ impl ImageIndex {
 pub(crate) mod tests {
     use super::*;
     use image::{ImageFormat, Rgb, RgbImage};
+    use mmsr_trainer::demo::emblem::{EmblemSpec, Jitter, Layout, Shape, jpeg};
     use rand::{Rng, SeedableRng};
     use std::io::Cursor;
 
@@ -210,6 +251,14 @@ pub(crate) mod tests {
         out.into_inner()
     }
 
+    fn fp(img: &RgbImage) -> Fingerprint {
+        Fingerprint::of_image(&img.clone().into())
+    }
+
+    fn jpeg_fp(img: &RgbImage, quality: u8) -> Fingerprint {
+        Fingerprint::of_bytes(&jpeg(img, quality).unwrap()).unwrap()
+    }
+
     #[test]
     fn survives_resizing_and_reencoding() {
         let originals: Vec<RgbImage> = (0..20).map(|s| picture(s, 320, 240)).collect();
@@ -221,45 +270,137 @@ pub(crate) mod tests {
         );
         for (i, img) in originals.iter().enumerate() {
             let small = image::imageops::resize(img, 150, 113, FilterType::CatmullRom);
-            let mut jpeg = Cursor::new(Vec::new());
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 40)
-                .encode_image(&small)
-                .unwrap();
-            let hits = index.search(&Fingerprint::of_bytes(jpeg.get_ref()).unwrap());
+            let hits = index.search(&jpeg_fp(&small, 40), 5);
             assert_eq!(
                 hits.first().map(|h| h.image),
                 Some(i),
                 "image {i}: {hits:?}"
             );
-            assert!(hits[0].distance < 0.1, "image {i}: {hits:?}");
+            assert!(
+                hits[0].distance < MATCH_THRESHOLD / 2.0,
+                "image {i}: {hits:?}"
+            );
+        }
+    }
+
+    /// A crop that moves the picture by `dx`, `dy` (fractions of its size),
+    /// resized back and made `gain` times brighter.
+    fn moved(img: &RgbImage, dx: f32, dy: f32, gain: f32) -> RgbImage {
+        let (w, h) = img.dimensions();
+        let (ox, oy) = ((dx * w as f32) as u32, (dy * h as f32) as u32);
+        let crop = image::imageops::crop_imm(img, ox, oy, w - ox, h - oy).to_image();
+        let mut out = image::imageops::resize(&crop, w, h, FilterType::Triangle);
+        for p in out.pixels_mut() {
+            p.0 =
+                p.0.map(|c| (c as f32 * gain).round().clamp(0.0, 255.0) as u8);
+        }
+        out
+    }
+
+    #[test]
+    fn survives_small_shifts_and_brightness_changes() {
+        let originals: Vec<RgbImage> = (0..20).map(|s| picture(s, 200, 200)).collect();
+        let index = ImageIndex::new(originals.iter().map(fp).collect());
+        for (i, img) in originals.iter().enumerate() {
+            let gain = if i % 2 == 0 { 1.07 } else { 0.93 };
+            let query = moved(img, 0.04, 0.03, gain);
+            let hits = index.search(&jpeg_fp(&query, 75), 5);
+            assert_eq!(
+                hits.first().map(|h| h.image),
+                Some(i),
+                "image {i}: {hits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn distance_is_zero_to_itself_and_symmetric() {
+        let (a, b) = (fp(&picture(1, 64, 48)), fp(&picture(2, 64, 48)));
+        assert_eq!(a.distance(&a), 0.0);
+        assert_eq!(a.distance(&b), b.distance(&a));
+        assert!(a.distance(&b) > MATCH_THRESHOLD, "{}", a.distance(&b));
+    }
+
+    #[test]
+    fn ranks_by_how_much_of_the_picture_changed() {
+        // A picture blended ever more towards another: the index must rank
+        // the blends in order of how little of the original they kept.
+        let (a, b) = (picture(3, 96, 96), picture(4, 96, 96));
+        let blend = |t: f32| {
+            RgbImage::from_fn(96, 96, |x, y| {
+                let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+                Rgb(std::array::from_fn(|c| {
+                    (p[c] as f32 * (1.0 - t) + q[c] as f32 * t).round() as u8
+                }))
+            })
+        };
+        let steps = [0.2, 0.05, 0.15, 0.0, 0.1];
+        let index = ImageIndex::new(steps.iter().map(|&t| fp(&blend(t))).collect());
+        let order: Vec<usize> = index.search(&fp(&a), 5).iter().map(|h| h.image).collect();
+        assert_eq!(order, [3, 1, 4, 2, 0]);
+    }
+
+    #[test]
+    fn the_same_colours_in_another_shape_do_not_match() {
+        // The hardest emblems to tell apart: one field, one charge colour,
+        // only the shape differs. Photos are jittered to the demo's limits.
+        let spec = |shape| EmblemSpec {
+            layout: Layout::HorizontalBands,
+            field: vec![1, 4],
+            shape,
+            charge: 0,
+        };
+        let index = ImageIndex::new(
+            Shape::ALL
+                .iter()
+                .map(|&s| jpeg_fp(&spec(s).render(192, Jitter::NONE), 92))
+                .collect(),
+        );
+        let jitters = [(0.04, -0.04, 1.08, 1.07), (-0.04, 0.04, 0.92, 0.93)];
+        for (i, &shape) in Shape::ALL.iter().enumerate() {
+            for (dx, dy, scale, brightness) in jitters {
+                let jitter = Jitter {
+                    dx,
+                    dy,
+                    scale,
+                    brightness,
+                };
+                let hits = index.search(&jpeg_fp(&spec(shape).render(96, jitter), 70), 8);
+                assert_eq!(
+                    hits.first().map(|h| h.image),
+                    Some(i),
+                    "{shape:?} {jitter:?}: {hits:?}"
+                );
+            }
         }
     }
 
     #[test]
     fn unrelated_pictures_do_not_match() {
-        let a: Vec<Fingerprint> = (0..20)
-            .map(|s| Fingerprint::of_image(&picture(s, 64, 64).into()))
-            .collect();
-        let index = ImageIndex::new(a);
+        let index = ImageIndex::new((0..20).map(|s| fp(&picture(s, 64, 64))).collect());
         let false_matches: usize = (100..140)
-            .map(|s| {
-                index
-                    .search(&Fingerprint::of_image(&picture(s, 64, 64).into()))
-                    .len()
-            })
+            .map(|s| index.search(&fp(&picture(s, 64, 64)), 5).len())
             .sum();
         assert_eq!(false_matches, 0, "unrelated pictures matched");
     }
 
     #[test]
     fn colour_separates_flat_images() {
-        let red = Fingerprint::of_image(&RgbImage::from_pixel(32, 32, Rgb([220, 20, 20])).into());
-        let blue = Fingerprint::of_image(&RgbImage::from_pixel(32, 32, Rgb([20, 20, 220])).into());
+        let red = fp(&RgbImage::from_pixel(32, 32, Rgb([220, 20, 20])));
+        let blue = fp(&RgbImage::from_pixel(32, 32, Rgb([20, 20, 220])));
         assert!(
             red.distance(&blue) > MATCH_THRESHOLD,
             "{}",
             red.distance(&blue)
         );
+    }
+
+    #[test]
+    fn lab_of_known_colours() {
+        let close = |a: Lab, b: Lab| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.5);
+        assert!(close(srgb_to_lab([255, 255, 255]), [100.0, 0.0, 0.0]));
+        assert!(close(srgb_to_lab([0, 0, 0]), [0.0, 0.0, 0.0]));
+        assert!(close(srgb_to_lab([255, 0, 0]), [53.24, 80.09, 67.20]));
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl SearchEngine {
         let mut seen = std::collections::HashSet::new();
         Ok(self
             .images
-            .search(&query)
+            .search(&query, k)
             .into_iter()
             .map(|h| VisualHit {
                 page: self.corpus.images[h.image].page,
