@@ -109,13 +109,21 @@ pub trait Policy {
     fn push_assistant(&mut self, session: &mut Self::Session, text: &str) -> Result<()>;
 
     fn transcript<'s>(&self, session: &'s Self::Session) -> &'s Transcript;
+
+    /// Ids that only ever stand in for images (pads and their frame): never
+    /// sampled, and never a target when training on context tokens.
+    fn vision_placeholders(&self) -> Vec<i64> {
+        Vec::new()
+    }
 }
 
 /// Teacher-forced scores of whole transcripts: the input to the GRPO update.
 pub struct TokenScores {
     /// [B, L], L = the longest transcript: log p(tokens[t] | tokens[..t]) at
     /// the given temperature (logits / temperature), aligned with `tokens`
-    /// like `response_mask`; 0.0 at t = 0 and on padding.
+    /// like `response_mask`; 0.0 at t = 0 and on padding. Only positions
+    /// where `response_mask` is 1 are guaranteed: a policy may leave the
+    /// others 0.0 (the Qwen policy projects onto the vocab only there).
     pub logprobs: tch::Tensor,
     /// [B, L], the entropy of the distribution that predicted tokens[t]
     /// (same alignment), when asked for.

@@ -361,7 +361,9 @@ impl QwenVlPolicy {
                     .with_context(|| format!("transcript {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        Batch::new(model, &tokens, &images)
+        // Callers read scores on the response tokens only.
+        let masks: Vec<&[u8]> = batch.iter().map(|t| t.response_mask.as_slice()).collect();
+        Batch::new(model, &tokens, &images, Some(&masks))
     }
 
     fn vision_grad(&self) -> bool {
@@ -413,6 +415,7 @@ impl Policy for QwenVlPolicy {
                 temperature: params.temperature,
                 top_p: params.top_p,
                 top_k: params.top_k,
+                suppress: self.vision_placeholders(),
             },
             max_new_tokens: params.max_new_tokens,
             stop: Some(self.tokenizer.im_end),
@@ -475,6 +478,18 @@ impl Policy for QwenVlPolicy {
 
     fn transcript<'s>(&self, session: &'s QwenSession) -> &'s Transcript {
         &session.transcript
+    }
+
+    /// Ids only the chat template places around images: a sampled one would
+    /// stand for an image the turn does not hold.
+    fn vision_placeholders(&self) -> Vec<i64> {
+        let c = &self.model.cfg;
+        vec![
+            c.image_token_id,
+            c.video_token_id,
+            c.vision_start_token_id,
+            c.vision_end_token_id,
+        ]
     }
 }
 

@@ -3,6 +3,8 @@
 //! uniform number per row drawn on the host, so a seed fixes the outcome.
 //! The reported log-prob is the token's under softmax(logits / T), before
 //! truncation: what a teacher-forced score at the same temperature gives.
+//! Suppressed ids (the vision placeholders, which only the chat template may
+//! place) are never picked; like truncation, they leave the log-prob as is.
 
 use tch::{Kind, Tensor};
 
@@ -13,6 +15,9 @@ pub struct Sampling {
     pub top_p: f64,
     /// 0 = off.
     pub top_k: usize,
+    /// Ids never picked, e.g. `<|image_pad|>`: a generated one would claim
+    /// an image the turn does not have.
+    pub suppress: Vec<i64>,
 }
 
 impl Sampling {
@@ -21,6 +26,7 @@ impl Sampling {
             temperature: 0.0,
             top_p: 1.0,
             top_k: 0,
+            suppress: Vec::new(),
         }
     }
 
@@ -45,10 +51,19 @@ pub fn pick(logits: &Tensor, s: &Sampling, uniform: &[f64]) -> (Vec<i64>, Vec<f3
     let (b, v) = (logits.size()[0], logits.size()[1]);
     let scaled = logits / s.logprob_temperature();
     let logp = scaled.log_softmax(-1, Kind::Float);
-    let ids = if s.is_greedy() {
-        scaled.argmax(-1, false)
+    let suppress: Vec<i64> = s.suppress.iter().copied().filter(|&i| i < v).collect();
+    let (choose, logp_choose) = if suppress.is_empty() {
+        (scaled.shallow_clone(), logp.shallow_clone())
     } else {
-        let probs = logp.exp();
+        let idx = Tensor::from_slice(&suppress).to_device(scaled.device());
+        let masked = scaled.index_fill(1, &idx, f64::NEG_INFINITY);
+        let lp = masked.log_softmax(-1, Kind::Float);
+        (masked, lp)
+    };
+    let ids = if s.is_greedy() {
+        choose.argmax(-1, false)
+    } else {
+        let probs = logp_choose.exp();
         let u = Tensor::from_slice(uniform)
             .to_kind(Kind::Float)
             .to_device(probs.device())
@@ -113,6 +128,7 @@ mod tests {
             temperature: 1.0,
             top_p,
             top_k,
+            suppress: Vec::new(),
         };
         // top_k 1: always the best, whatever u.
         for u in [0.0, 0.5, 0.999] {
@@ -136,6 +152,7 @@ mod tests {
             temperature: 0.7,
             top_p: 0.5,
             top_k: 2,
+            suppress: Vec::new(),
         };
         let (ids, lp) = pick(&logits(), &s, &[0.2]);
         let want = f64::try_from(
@@ -146,5 +163,28 @@ mod tests {
         )
         .unwrap();
         assert!((lp[0] as f64 - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn suppressed_ids_are_never_picked_and_keep_their_log_probs() {
+        // Id 4 is the argmax and the likeliest sample; suppressed, it never comes.
+        let greedy = Sampling {
+            suppress: vec![4, 99],
+            ..Sampling::greedy()
+        };
+        let (ids, lp) = pick(&logits(), &greedy, &[0.5]);
+        assert_eq!(ids, vec![0]);
+        let want = f64::try_from(logits().log_softmax(-1, Kind::Float).get(0).get(0)).unwrap();
+        assert!((lp[0] as f64 - want).abs() < 1e-6);
+        let sampled = Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            suppress: vec![4],
+        };
+        for k in 0..200 {
+            let u = k as f64 / 200.0;
+            assert_ne!(pick(&logits(), &sampled, &[u]).0[0], 4, "u = {u}");
+        }
     }
 }

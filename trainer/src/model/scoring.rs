@@ -19,12 +19,22 @@ pub struct Batch {
     pub grids: Vec<[i64; 3]>,
     /// (B, L) f32: 1 where a token is predicted (0 < t < len).
     pub valid: Tensor,
+    /// Flat indices into the (B, L-1) predicting positions whose scores are
+    /// wanted; `None`: all. Training reads only the response tokens, a few
+    /// percent of a search transcript, so the vocab projection runs on those.
+    pub score_at: Option<Tensor>,
     pub len: i64,
 }
 
 impl Batch {
-    /// `images[i]` are transcript i's processed images, in order.
-    pub fn new(model: &QwenVl, tokens: &[&[i64]], images: &[Vec<ProcessedImage>]) -> Result<Self> {
+    /// `images[i]` are transcript i's processed images, in order. With
+    /// `only`, scores are computed where `only[i][t]` is 1 and are 0 elsewhere.
+    pub fn new(
+        model: &QwenVl,
+        tokens: &[&[i64]],
+        images: &[Vec<ProcessedImage>],
+        only: Option<&[&[u8]]>,
+    ) -> Result<Self> {
         let device = model.device();
         let b = tokens.len();
         ensure!(b > 0, "scoring an empty batch");
@@ -59,7 +69,29 @@ impl Batch {
                 grids.push(im.grid_thw);
             }
         }
+        let score_at = match only {
+            None => None,
+            Some(masks) => {
+                ensure!(
+                    masks.len() == b,
+                    "{} masks for {b} transcripts",
+                    masks.len()
+                );
+                let step = len as i64 - 1;
+                let mut idx = Vec::new();
+                for (i, m) in masks.iter().enumerate() {
+                    let n = m.len().min(tokens[i].len());
+                    for (t, &on) in m.iter().enumerate().take(n).skip(1) {
+                        if on != 0 {
+                            idx.push(i as i64 * step + t as i64 - 1);
+                        }
+                    }
+                }
+                Some(Tensor::from_slice(&idx).to_device(device))
+            }
+        };
         Ok(Self {
+            score_at,
             ids: Tensor::from_slice(&ids)
                 .view([b as i64, len as i64])
                 .to_device(device),
@@ -96,22 +128,38 @@ pub fn scores_from_hidden(
 ) -> TokenScores {
     let len = batch.len;
     let b = hidden.size()[0];
-    let logits = model
-        .text
-        .logits(&hidden.narrow(1, 0, len - 1))
-        .to_kind(Kind::Float)
-        / temperature;
+    let d = hidden.size()[2];
+    let h = hidden.narrow(1, 0, len - 1);
+    let next = batch.ids.narrow(1, 1, len - 1);
+    // Rows of (B·(L-1), ·) that get a projection, then scattered back.
+    let (h, next) = match &batch.score_at {
+        None => (h.reshape([-1, d]), next.reshape([-1])),
+        Some(idx) => (
+            h.reshape([-1, d]).index_select(0, idx),
+            next.reshape([-1]).index_select(0, idx),
+        ),
+    };
+    let logits = model.text.logits(&h).to_kind(Kind::Float) / temperature;
     let lse = logits.logsumexp([-1], false);
-    let next = batch.ids.narrow(1, 1, len - 1).unsqueeze(-1);
-    let picked = logits.gather(2, &next, false).squeeze_dim(-1) - &lse;
+    let picked = logits.gather(1, &next.unsqueeze(-1), false).squeeze_dim(-1) - &lse;
     let zero = Tensor::zeros([b, 1], (Kind::Float, hidden.device()));
-    let logprobs = Tensor::cat(&[&zero, &picked], 1) * &batch.valid;
+    let to_grid = |flat: Tensor| -> Tensor {
+        let grid =
+            match &batch.score_at {
+                None => flat,
+                Some(idx) => Tensor::zeros([b * (len - 1)], (Kind::Float, hidden.device()))
+                    .index_put(&[Some(idx.shallow_clone())], &flat, false),
+            };
+        Tensor::cat(&[&zero, &grid.view([b, len - 1])], 1) * &batch.valid
+    };
     let entropy = with_entropy.then(|| {
         let p = (&logits - lse.unsqueeze(-1)).exp();
-        let h = &lse - (p * &logits).sum_dim_intlist(-1, false, Kind::Float);
-        Tensor::cat(&[&zero, &h], 1) * &batch.valid
+        to_grid(&lse - (p * &logits).sum_dim_intlist(-1, false, Kind::Float))
     });
-    TokenScores { logprobs, entropy }
+    TokenScores {
+        logprobs: to_grid(picked),
+        entropy,
+    }
 }
 
 /// The plain training forward; records autograd unless under `no_grad`.

@@ -91,6 +91,13 @@ fn rows_of(scores: &Tensor, batch: &[&Transcript]) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
+/// `idx` ordered by transcript length (stable), so micro-batches pad less.
+fn by_length(batch: &[&Transcript], idx: &[usize]) -> Vec<usize> {
+    let mut v = idx.to_vec();
+    v.sort_by_key(|&i| batch[i].tokens.len());
+    v
+}
+
 fn masked_total(x: &Tensor, mask: &Tensor) -> f64 {
     (x.to_kind(Kind::Float) * mask)
         .sum(Kind::Double)
@@ -122,23 +129,31 @@ pub fn grpo_update<P: TrainablePolicy>(
 
     // The rollout policy's log-probs (and entropy, for the metric), under
     // the weights that sampled: the PPO ratio's denominator.
-    let mut old: Vec<Vec<f32>> = Vec::with_capacity(batch.len());
+    // Micro-batches of similar lengths pad less.
+    let by_len = by_length(batch, &(0..batch.len()).collect::<Vec<_>>());
+    let mut old: Vec<Vec<f32>> = vec![Vec::new(); batch.len()];
     let (mut ent_sum, mut tokens_all) = (0.0, 0.0);
-    for chunk in batch.chunks(micro) {
-        let scores = tch::no_grad(|| policy.score(chunk, s.temperature, true))?;
-        let mask = mask_tensor(chunk, longest(chunk), device);
+    for idx in by_len.chunks(micro) {
+        let chunk: Vec<&Transcript> = idx.iter().map(|&i| batch[i]).collect();
+        let scores = tch::no_grad(|| policy.score(&chunk, s.temperature, true))?;
+        let mask = mask_tensor(&chunk, longest(&chunk), device);
         if let Some(e) = &scores.entropy {
             ent_sum += masked_total(e, &mask);
         }
         tokens_all += mask.sum(Kind::Double).double_value(&[]);
-        old.extend(rows_of(&scores.logprobs, chunk)?);
+        for (&i, row) in idx.iter().zip(rows_of(&scores.logprobs, &chunk)?) {
+            old[i] = row;
+        }
     }
     let with_ref = s.algo.kl_coef > 0.0;
-    let mut reference: Vec<Vec<f32>> = Vec::new();
+    let mut reference: Vec<Vec<f32>> = vec![Vec::new(); batch.len()];
     if with_ref {
-        for chunk in batch.chunks(micro) {
-            let r = policy.score_reference(chunk, s.temperature)?;
-            reference.extend(rows_of(&r, chunk)?);
+        for idx in by_len.chunks(micro) {
+            let chunk: Vec<&Transcript> = idx.iter().map(|&i| batch[i]).collect();
+            let r = policy.score_reference(&chunk, s.temperature)?;
+            for (&i, row) in idx.iter().zip(rows_of(&r, &chunk)?) {
+                reference[i] = row;
+            }
         }
     }
 
@@ -154,7 +169,7 @@ pub fn grpo_update<P: TrainablePolicy>(
         for mb in order.chunks(mini) {
             let tokens: f64 = mb.iter().map(|&i| batch[i].response_len() as f64).sum();
             optim.zero_grad();
-            for part in mb.chunks(micro) {
+            for part in by_length(batch, mb).chunks(micro) {
                 let ts: Vec<&Transcript> = part.iter().map(|&i| batch[i]).collect();
                 let len = longest(&ts);
                 let old_t = padded(
