@@ -16,6 +16,7 @@
 pub mod corpus;
 pub mod dataset;
 pub mod emblem;
+pub mod evidence;
 pub mod model_files;
 mod names;
 pub mod script;
@@ -87,8 +88,9 @@ pub struct Summary {
     pub test_search_free: usize,
     pub test_search_required: usize,
     pub vocab_size: usize,
-    /// Share of town names that are one token (with a leading space).
-    pub single_token_names: f64,
+    /// Share of the words of town names that are one token (with a leading
+    /// space, as they are copied out of search results).
+    pub single_token_name_words: f64,
     pub mean_question_tokens: f64,
     pub mean_answer_tokens: f64,
     pub mean_page_tokens: f64,
@@ -255,10 +257,11 @@ pub fn generate(
             .get_ids()
             .len())
     };
-    let single = world
-        .towns
+    let words: std::collections::BTreeSet<&str> =
+        world.towns.iter().flat_map(|t| t.name.split(' ')).collect();
+    let single = words
         .iter()
-        .map(|t| count(&format!(" {}", t.name)).map(|n| usize::from(n == 1)))
+        .map(|w| count(&format!(" {w}")).map(|n| usize::from(n == 1)))
         .sum::<anyhow::Result<usize>>()?;
     let q_tokens = world
         .questions
@@ -302,7 +305,7 @@ pub fn generate(
         test_search_free: in_split(Split::Test, false),
         test_search_required: in_split(Split::Test, true),
         vocab_size: tok.get_vocab_size(true),
-        single_token_names: single as f64 / world.towns.len() as f64,
+        single_token_name_words: single as f64 / words.len().max(1) as f64,
         mean_question_tokens: mean(q_tokens.into_iter()),
         mean_answer_tokens: mean(a_tokens.into_iter()),
         mean_page_tokens: mean(p_tokens.into_iter()),

@@ -27,6 +27,10 @@ pub struct TinyModelConfig {
     pub min_pixels: usize,
     pub max_pixels: usize,
     pub max_position_embeddings: usize,
+    /// `lm_head` shares the input embeddings (as Qwen2.5-VL-3B does): a copy
+    /// head then reproduces any token it attends to, also a name no training
+    /// question holds, which an untied head must learn token by token.
+    pub tie_word_embeddings: bool,
 }
 
 impl Default for TinyModelConfig {
@@ -46,6 +50,7 @@ impl Default for TinyModelConfig {
             min_pixels: 56 * 56,
             max_pixels: 84 * 84,
             max_position_embeddings: 4096,
+            tie_word_embeddings: true,
         }
     }
 }
@@ -106,7 +111,7 @@ impl TinyModelConfig {
             "video_token_id": id("<|video_pad|>")?,
             "vision_start_token_id": id("<|vision_start|>")?,
             "vision_end_token_id": id("<|vision_end|>")?,
-            "tie_word_embeddings": false,
+            "tie_word_embeddings": self.tie_word_embeddings,
             "text_config": {
                 "model_type": "qwen2_5_vl_text",
                 "vocab_size": vocab,
@@ -129,7 +134,7 @@ impl TinyModelConfig {
                 "bos_token_id": bos,
                 "eos_token_id": eos,
                 "pad_token_id": bos,
-                "tie_word_embeddings": false,
+                "tie_word_embeddings": self.tie_word_embeddings,
             },
             "vision_config": {
                 "model_type": "qwen2_5_vl_vision",

@@ -39,12 +39,14 @@ impl Default for WorldConfig {
     fn default() -> Self {
         Self {
             seed: 0,
-            known: 60,
-            unknown_train: 120,
-            unknown_test: 60,
+            known: 40,
+            // One question each: a name seen once is worth reading from the
+            // results, not memorising.
+            unknown_train: 320,
+            unknown_test: 40,
             regions: 10,
             founders: 30,
-            decoys: 60,
+            decoys: 40,
             required_per_free: 2.0,
             test_questions_per_known: 1,
             min_emblem_distance: 0.12,
@@ -64,7 +66,7 @@ pub enum Familiarity {
 pub struct Town {
     pub id: usize,
     pub name: String,
-    /// Lower-case name, used in URLs and file names.
+    /// Lower-case name with hyphens, used in URLs and file names.
     pub slug: String,
     pub region: String,
     pub founder: String,
@@ -293,7 +295,7 @@ impl World {
                 let (first, surname) = &founders[rng.random_range(0..founders.len())];
                 Town {
                     id,
-                    slug: name.to_lowercase(),
+                    slug: name.to_lowercase().replace(' ', "-"),
                     name,
                     region: regions[rng.random_range(0..regions.len())].clone(),
                     founder: format!("{first} {surname}"),
