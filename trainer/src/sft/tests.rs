@@ -305,6 +305,7 @@ fn fit_opts(steps: usize) -> FitOptions {
             ..Default::default()
         },
         grad_clip: 1.0,
+        drills: None,
     }
 }
 
@@ -577,4 +578,19 @@ fn demo_scripts_follow_the_data_source_and_name_bad_samples() {
         format!("{err:#}").contains("not a demo world.json"),
         "{err:#}"
     );
+}
+
+#[test]
+fn context_mask_covers_every_predictable_token_but_image_placeholders() {
+    let t = Transcript {
+        tokens: vec![5, 7, 99, 99, 8, 9, 10],
+        response_mask: vec![0, 0, 0, 0, 0, 1, 1],
+        sample_logprobs: vec![0.0; 7],
+        images: vec![],
+    };
+    let c = with_context_mask(&t, &[99]);
+    // Position 0 has nothing to predict it; 99 stands for an image.
+    assert_eq!(c.response_mask, vec![0, 1, 0, 0, 1, 1, 1]);
+    assert_eq!(c.tokens, t.tokens);
+    assert_eq!(c.response_len(), 4);
 }

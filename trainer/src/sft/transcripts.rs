@@ -55,6 +55,8 @@ pub struct SftData {
     pub transcripts: Vec<Transcript>,
     /// The sample each transcript came from.
     pub sample_index: Vec<usize>,
+    /// Whether each transcript answers at once (no search).
+    pub direct: Vec<bool>,
     pub stats: DataStats,
 }
 
@@ -128,6 +130,7 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     let mut out = SftData {
         transcripts: Vec::new(),
         sample_index: Vec::new(),
+        direct: Vec::new(),
         stats: DataStats {
             samples: samples.len(),
             ..Default::default()
@@ -214,6 +217,7 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
             }
             out.transcripts.push(t);
             out.sample_index.push(i);
+            out.direct.push(scripts[i].len() == 1);
         }
         on_progress(chunk.last().map_or(0, |&i| i + 1));
     }
@@ -226,4 +230,15 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
         );
     }
     Ok(out)
+}
+
+/// `t` with the loss mask on every token that has a prefix to predict it
+/// from, except the ids in `skip` (image placeholders): SFT's
+/// `context_loss`.
+pub fn with_context_mask(t: &Transcript, skip: &[i64]) -> Transcript {
+    let mut out = t.clone();
+    for (i, (m, tok)) in out.response_mask.iter_mut().zip(&t.tokens).enumerate() {
+        *m = u8::from(i > 0 && !skip.contains(tok));
+    }
+    out
 }
