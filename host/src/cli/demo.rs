@@ -1,5 +1,5 @@
 //! `mmsr-host demo-data | sft | demo` (owner: demo world).
-use super::eval::search_config;
+use super::train::search_config;
 use crate::pipeline::SearchPipeline;
 use crate::runtime::HostOptions;
 use anyhow::{Context, bail};
@@ -47,8 +47,6 @@ pub struct SftArgs {
     /// Dotted overrides, e.g. `data.max_samples=200 run.epochs=3`.
     pub overrides: Vec<String>,
 }
-#[derive(Args, Debug)]
-pub struct DemoArgs {}
 
 /// Refuses to write into a non-empty directory that is not a demo world,
 /// so a typo in `--out` never scatters files over someone's data.
@@ -115,9 +113,9 @@ pub fn run_demo_data(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             summary.test_search_free, summary.test_search_required
         );
         println!(
-            "  tokenizer          {} tokens; {:.0}% of town names are one token",
+            "  tokenizer          {} tokens; {:.0}% of town-name words are one token",
             summary.vocab_size,
-            100.0 * summary.single_token_names
+            100.0 * summary.single_token_name_words
         );
         println!(
             "  mean tokens        question {:.1}, answer {:.1}, page {:.1}; longest scripted trajectory {}",
@@ -199,7 +197,4 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-pub fn run_demo(_args: DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mmsr-host demo` is not built yet")
 }

@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::pipeline::{SearchConfig, SearchPipeline};
+use super::train::search_config;
+use crate::pipeline::SearchPipeline;
 use crate::runtime::HostOptions;
 use crate::wire::openai::{ChatMessage, ChatRequest};
 
@@ -54,13 +55,6 @@ pub struct ReportArgs {
 }
 
 // ─────────────────────────────── search tools ───────────────────────────────
-
-/// The `[search]` section of the (overridden) config, as the host reads it.
-pub fn search_config(base: &TrainConfig) -> anyhow::Result<SearchConfig> {
-    let mut doc = toml::Table::new();
-    doc.insert("search".into(), toml::Value::Table(base.search.clone()));
-    SearchConfig::from_toml(&toml::to_string(&doc)?).context("[search]")
-}
 
 /// The eval's tools: the pipeline, or none for the direct workflow (which
 /// never searches, so it needs no `[search]`).

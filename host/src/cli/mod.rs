@@ -4,6 +4,7 @@ mod bench;
 mod cache;
 mod data;
 mod demo;
+mod demo_chain;
 mod eval;
 mod export;
 mod serve_search;
@@ -51,7 +52,7 @@ pub enum Command {
     /// Plots and an HTML page for a run dir.
     Report(eval::ReportArgs),
     /// The whole demo chain on embedded defaults.
-    Demo(demo::DemoArgs),
+    Demo(demo_chain::DemoArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,14 +68,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sft(args) => demo::run_sft(args),
         Command::Eval(args) => eval::run_eval(args),
         Command::Report(args) => eval::run_report(args),
-        Command::Demo(args) => demo::run_demo(args),
+        Command::Demo(args) => demo_chain::run_demo(args),
     }
 }
 
 /// Logs go to stderr so `--json` output on stdout stays machine-readable.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MMSR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -210,8 +210,12 @@ impl ToolHost {
         for needed in &metadata.outbound_hosts {
             let allowed = crate::manifest::AllowedHost::parse(needed)
                 .is_ok_and(|h| tool.allowed_outbound_hosts.contains(&h));
-            if !allowed {
+            // A tool re-pointed at a local engine (loopback allowed) reaches
+            // its upstream's stand-in instead: nothing to warn about.
+            if !allowed && tool.allowed_private_addresses.is_empty() {
                 tracing::warn!(tool = %name, host = %needed, "the tool says it needs a host its manifest does not allow");
+            } else if !allowed {
+                tracing::debug!(tool = %name, host = %needed, "tool re-pointed away from a host it names");
             }
         }
         let info = ToolInfo {
