@@ -126,7 +126,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
 
     // Paths and seeds every stage shares; the local engine serves the world's corpus.
-    let common = vec![
+    let common = [
         format!("run.seed={}", args.seed),
         format!("rollout.prompts_dir={:?}", s(&prompts)),
         format!("search.corpus={:?}", s(&world.join("corpus"))),

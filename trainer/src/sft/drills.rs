@@ -56,7 +56,7 @@ impl Drills {
 
     /// One drill: `run ++ run`, mask 1 on the repeat after its first token
     /// (the first is a guess; the rest are copies).
-    pub fn next(&mut self) -> Transcript {
+    pub fn drill(&mut self) -> Transcript {
         let len = self.rng.random_range(self.opts.min_len..=self.opts.max_len);
         let run: Vec<i64> = (0..len)
             .map(|_| self.opts.vocab[self.rng.random_range(0..self.opts.vocab.len())])
@@ -76,7 +76,7 @@ impl Drills {
     }
 
     pub fn batch(&mut self, n: usize) -> Vec<Transcript> {
-        (0..n).map(|_| self.next()).collect()
+        (0..n).map(|_| self.drill()).collect()
     }
 }
 
@@ -98,7 +98,7 @@ mod tests {
     fn a_drill_repeats_its_run_and_masks_the_copies() {
         let mut d = Drills::new(opts(), 7).unwrap();
         for _ in 0..50 {
-            let t = d.next();
+            let t = d.drill();
             let n = t.tokens.len() / 2;
             assert!((3..=9).contains(&n));
             assert_eq!(t.tokens[..n], t.tokens[n..]);

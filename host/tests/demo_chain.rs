@@ -1,0 +1,116 @@
+//! `mmsr-host demo`, the chain `make demo` runs: the plumbing on a quick
+//! world, and (ignored: not achieved yet) the evidence on the default one,
+//! each direction with a margin of the seed-to-seed noise (README).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo(dir: &Path, seed: u64, extra: &[&str]) -> (String, Vec<Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mmsr-host"))
+        .current_dir(repo())
+        .env("MMSR_LOG", "warn")
+        .args(["demo", "--world"])
+        .arg(dir.join("world"))
+        .arg("--runs")
+        .arg(dir.join("runs"))
+        .args(["--seed", &seed.to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evidence = std::fs::read_to_string(dir.join("runs/evidence.json")).unwrap();
+    (stdout, serde_json::from_str(&evidence).unwrap())
+}
+
+#[test]
+fn quick_chain_runs_every_stage_and_writes_the_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (stdout, checks) = demo(tmp.path(), 3, &["--quick"]);
+    for stage in [
+        "demo-data",
+        "sft",
+        "train",
+        "export",
+        "eval",
+        "report",
+        "evidence",
+    ] {
+        assert!(
+            stdout.contains(&format!("] {stage}")),
+            "no {stage} stage:\n{stdout}"
+        );
+    }
+    assert_eq!(checks.len(), 4, "{checks:?}");
+    let runs = tmp.path().join("runs");
+    for label in ["sft-on-demand", "rl-on-demand", "rl-rag", "rl-direct"] {
+        assert!(runs.join(format!("eval/{label}.json")).is_file(), "{label}");
+    }
+    assert!(runs.join("report/index.html").is_file());
+    assert!(runs.join("rl/model/config.json").is_file());
+    // The chain replaces its own runs dir, and refuses one it did not make.
+    demo(tmp.path(), 3, &["--quick"]);
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(other.join("runs")).unwrap();
+    std::fs::write(other.join("runs/notes.txt"), "mine").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mmsr-host"))
+        .current_dir(repo())
+        .args(["demo", "--quick", "--world"])
+        .arg(other.join("world"))
+        .arg("--runs")
+        .arg(other.join("runs"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no demo run"));
+    assert!(other.join("runs/notes.txt").is_file(), "nothing is lost");
+}
+
+/// Seed-to-seed noise of each gap on the default chain: the sample
+/// standard deviation over seeds 0–3 (README, "What the demo shows").
+/// Gaps measured: reward (GRPO − SFT) 0.026, 0.262, 0.147, −0.022; EM on
+/// search-required (on-demand − direct) 0.225, 0.538, 0.300, 0.025; search
+/// ratio (required − free) 0.25, 0, 0, 0.025.
+const NOISE_REWARD: f64 = 0.127;
+const NOISE_EM: f64 = 0.212;
+const NOISE_SEARCH: f64 = 0.121;
+
+/// Issue 6's evidence on a seed the noise was not measured on, every
+/// direction above its noise. Fails today (README): GRPO reads results on
+/// three seeds of four but on the fourth never starts searching, and where
+/// it does it learns to search on search-free questions too. It takes the
+/// whole default chain (about 7 minutes); run it with `--ignored`.
+#[test]
+#[ignore = "not achieved yet: see the README's demo section"]
+fn default_chain_learns_when_to_search_above_the_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let margins = [
+        ("--margin-reward", NOISE_REWARD),
+        ("--margin-em", NOISE_EM),
+        ("--margin-search", NOISE_SEARCH),
+    ]
+    .map(|(k, v)| [k.to_string(), v.to_string()]);
+    let args: Vec<&str> = margins.iter().flatten().map(String::as_str).collect();
+    let (stdout, checks) = demo(tmp.path(), 4, &args);
+    assert_eq!(checks.len(), 4);
+    for c in &checks {
+        assert!(c["margin"].as_f64().unwrap() >= 0.0);
+    }
+    let failed: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["passed"] != Value::Bool(true))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}\n{stdout}");
+}
