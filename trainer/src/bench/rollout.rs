@@ -137,6 +137,10 @@ impl<P: Policy> Policy for ForcedActions<P> {
     fn transcript<'s>(&self, s: &'s Self::Session) -> &'s Transcript {
         self.inner.transcript(&s.inner)
     }
+
+    fn vision_placeholders(&self) -> Vec<i64> {
+        self.inner.vision_placeholders()
+    }
 }
 
 #[derive(Clone, Debug)]

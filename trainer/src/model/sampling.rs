@@ -52,18 +52,21 @@ pub fn pick(logits: &Tensor, s: &Sampling, uniform: &[f64]) -> (Vec<i64>, Vec<f3
     let scaled = logits / s.logprob_temperature();
     let logp = scaled.log_softmax(-1, Kind::Float);
     let suppress: Vec<i64> = s.suppress.iter().copied().filter(|&i| i < v).collect();
-    let (choose, logp_choose) = if suppress.is_empty() {
-        (scaled.shallow_clone(), logp.shallow_clone())
+    let choose = if suppress.is_empty() {
+        scaled.shallow_clone()
     } else {
         let idx = Tensor::from_slice(&suppress).to_device(scaled.device());
-        let masked = scaled.index_fill(1, &idx, f64::NEG_INFINITY);
-        let lp = masked.log_softmax(-1, Kind::Float);
-        (masked, lp)
+        scaled.index_fill(1, &idx, f64::NEG_INFINITY)
     };
     let ids = if s.is_greedy() {
         choose.argmax(-1, false)
     } else {
-        let probs = logp_choose.exp();
+        // Without suppression the reported distribution is the sampled one.
+        let probs = if suppress.is_empty() {
+            logp.exp()
+        } else {
+            choose.softmax(-1, Kind::Float)
+        };
         let u = Tensor::from_slice(uniform)
             .to_kind(Kind::Float)
             .to_device(probs.device())
