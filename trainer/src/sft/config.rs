@@ -40,37 +40,11 @@ pub struct SftSection {
     /// knows takes more passes to learn than reading results does, and
     /// these turns are short.
     pub direct_repeat: usize,
-    /// Copy drills (`sft::drills`): absent, none.
-    pub copy_drills: Option<CopyDrills>,
     /// Also learn to predict the user and tool turns (every token but the
     /// image placeholders), not only the assistant's: search results and
     /// the repeated question hold many copies, the signal a small model
     /// needs to learn to copy a name out of the results.
     pub context_loss: bool,
-}
-
-/// `[sft.copy_drills]`: runs of random tokens repeated once, drawn from the
-/// model's base vocabulary, before and beside the trajectories.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CopyDrills {
-    /// Drill-only steps before the first trajectory step.
-    pub warmup_steps: usize,
-    /// Drills in each trajectory step.
-    pub per_step: usize,
-    pub min_len: usize,
-    pub max_len: usize,
-}
-
-impl Default for CopyDrills {
-    fn default() -> Self {
-        Self {
-            warmup_steps: 100,
-            per_step: 16,
-            min_len: 4,
-            max_len: 24,
-        }
-    }
 }
 
 impl Default for SftSection {
@@ -86,7 +60,6 @@ impl Default for SftSection {
             drop_failed_searches: true,
             drop_ungrounded: false,
             direct_repeat: 1,
-            copy_drills: None,
             context_loss: false,
         }
     }
@@ -127,17 +100,6 @@ impl Section for SftSection {
         }
         if self.search_concurrency == 0 {
             errs.push("sft.search_concurrency must be at least 1".to_string());
-        }
-        if let Some(d) = &self.copy_drills {
-            if d.min_len < 2 || d.min_len > d.max_len {
-                errs.push(format!(
-                    "sft.copy_drills: min_len {} .. max_len {} must be a range with min_len >= 2",
-                    d.min_len, d.max_len
-                ));
-            }
-            if d.warmup_steps == 0 && d.per_step == 0 {
-                errs.push("sft.copy_drills: warmup_steps and per_step are both 0".into());
-            }
         }
         if self.tool_timeout_s == 0 {
             errs.push("sft.tool_timeout_s must be at least 1".to_string());

@@ -3,7 +3,6 @@
 //! `backward_scores`, AdamW with gradient clipping and the LR schedule of
 //! `algo`, for a number of epochs or steps, in a seeded order.
 
-use super::drills::{DrillOptions, Drills};
 use crate::algo::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm, masked_sum_over};
 use crate::data::DataCursor;
 use crate::policy::{TrainablePolicy, Transcript};
@@ -30,22 +29,15 @@ pub struct FitOptions {
     pub adamw: AdamWConfig,
     /// Max global gradient norm (0: no clipping).
     pub grad_clip: f64,
-    /// Copy drills before and beside the trajectories (see `drills`).
-    pub drills: Option<DrillOptions>,
 }
 
 impl FitOptions {
-    /// Trajectory steps (drill-only warm-up steps not counted).
     pub fn steps(&self, data: usize) -> usize {
         if self.total_steps > 0 {
             self.total_steps
         } else {
             (data * self.epochs).div_ceil(self.batch(data)).max(1)
         }
-    }
-
-    fn drill_warmup(&self) -> usize {
-        self.drills.as_ref().map_or(0, |d| d.warmup_steps)
     }
 
     fn batch(&self, data: usize) -> usize {
@@ -56,18 +48,12 @@ impl FitOptions {
 /// One optimizer step's numbers, as written to `metrics.jsonl` under `sft/`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepMetrics {
-    /// Token-mean NLL of the step's trajectories before the update (of its
-    /// drills in a drill-only step).
+    /// Token-mean NLL of the step's batch, before the update.
     pub loss: f64,
-    /// Trajectories in the step (0 in a drill-only step).
-    pub trajectories: usize,
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens: usize,
     pub epoch: u64,
-    /// Token-mean NLL of the step's copy drills, when it has any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drill_loss: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -126,8 +112,7 @@ pub fn fit<P: TrainablePolicy>(
     if opts.micro_batch == 0 {
         bail!("micro_batch must be at least 1");
     }
-    let warmup = opts.drill_warmup();
-    let steps = warmup + opts.steps(data.len());
+    let steps = opts.steps(data.len());
     let batch = opts.batch(data.len());
     let schedule = LrSchedule {
         lr: opts.lr,
@@ -140,10 +125,6 @@ pub fn fit<P: TrainablePolicy>(
     let tensors: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(params, opts.adamw.clone());
     let mut cursor = DataCursor::new(opts.seed, opts.shuffle);
-    let mut drills = match &opts.drills {
-        Some(d) => Some(Drills::new(d.clone(), opts.seed)?),
-        None => None,
-    };
     let mut log = match metrics {
         Some(path) => {
             if let Some(dir) = path.parent() {
@@ -160,30 +141,14 @@ pub fn fit<P: TrainablePolicy>(
     let mut history = Vec::with_capacity(steps);
     for step in 0..steps {
         let epoch = cursor.epoch;
-        let mut picked: Vec<&Transcript> = if step < warmup {
-            Vec::new()
-        } else {
-            let idx = cursor.next_batch(data.len(), batch);
-            idx.iter().map(|&i| &data[i]).collect()
-        };
+        let idx = cursor.next_batch(data.len(), batch);
+        let mut picked: Vec<&Transcript> = idx.iter().map(|&i| &data[i]).collect();
         // Micro-batches of similar lengths pad less; the step's loss is the same sum.
         picked.sort_by_key(|t| t.tokens.len());
-        let drill_batch: Vec<Transcript> = match drills.as_mut() {
-            Some(d) if step < warmup => d.batch(d.options().per_step.max(batch)),
-            Some(d) => d.batch(d.options().per_step),
-            None => Vec::new(),
-        };
-        let drill_refs: Vec<&Transcript> = drill_batch.iter().collect();
-        let drill_tokens: usize = drill_refs.iter().map(|t| t.response_len()).sum();
-        let tokens: usize = picked.iter().map(|t| t.response_len()).sum::<usize>() + drill_tokens;
+        let tokens: usize = picked.iter().map(|t| t.response_len()).sum();
         opt.zero_grad();
-        let (mut loss_sum, mut drill_sum) = (0.0, 0.0);
-        // Drills are short: larger micro-batches of them.
-        let parts = picked
-            .chunks(opts.micro_batch)
-            .map(|c| (c, false))
-            .chain(drill_refs.chunks(opts.micro_batch * 4).map(|c| (c, true)));
-        for (micro, is_drill) in parts {
+        let mut loss_sum = 0.0;
+        for micro in picked.chunks(opts.micro_batch) {
             let mask = mask_tensor(micro, device);
             policy.backward_scores(micro, 1.0, false, &mut |scores| {
                 // Summed over this micro-batch, divided by the step's token
@@ -193,11 +158,7 @@ pub fn fit<P: TrainablePolicy>(
                     &mask,
                     tokens as f64,
                 );
-                let v = loss.double_value(&[]);
-                loss_sum += v;
-                if is_drill {
-                    drill_sum += v;
-                }
+                loss_sum += loss.double_value(&[]);
                 Ok(loss)
             })?;
         }
@@ -207,20 +168,12 @@ pub fn fit<P: TrainablePolicy>(
         let grad_norm = clip_grad_norm(&tensors, opts.grad_clip);
         let lr = schedule.at(step);
         opt.step(lr);
-        let traj_tokens = tokens - drill_tokens;
-        let per_token = |sum: f64, n: usize| sum * tokens as f64 / n.max(1) as f64;
         let m = StepMetrics {
-            loss: if picked.is_empty() {
-                per_token(drill_sum, drill_tokens)
-            } else {
-                per_token(loss_sum - drill_sum, traj_tokens)
-            },
-            trajectories: picked.len(),
+            loss: loss_sum,
             lr,
             grad_norm,
             tokens,
             epoch,
-            drill_loss: (drill_tokens > 0).then(|| per_token(drill_sum, drill_tokens)),
         };
         if let Some(w) = log.as_mut() {
             serde_json::to_writer(&mut *w, &Line { step, sft: &m })?;

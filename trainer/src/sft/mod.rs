@@ -13,13 +13,11 @@
 //! ```
 
 pub mod config;
-pub mod drills;
 pub mod fit;
 pub mod scripts;
 pub mod transcripts;
 
-pub use config::{CopyDrills, PolicyInit, SftSection};
-use drills::DrillOptions;
+pub use config::{PolicyInit, SftSection};
 pub use fit::{FitOptions, StepMetrics, fit, mean_nll};
 pub use scripts::{DemoScripts, TrajectorySource};
 pub use transcripts::{BuildOptions, DataStats, SftData, build_transcripts, with_context_mask};
@@ -71,26 +69,6 @@ pub fn budget_samples(base: &TrainConfig) -> Result<Vec<Sample>> {
         .iter()
         .map(|&i| slots[i].take().expect("a permutation"))
         .collect())
-}
-
-/// The ids of the model's base vocabulary (its `tokenizer.json` without the
-/// added special tokens): what copy drills draw from.
-pub fn drill_vocab(model_dir: &Path) -> Result<Vec<i64>> {
-    let path = model_dir.join("tokenizer.json");
-    let tok = tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let added: std::collections::HashSet<u32> =
-        tok.get_added_tokens_decoder().keys().copied().collect();
-    let vocab: Vec<i64> = (0..tok.get_vocab_size(false) as u32)
-        .filter(|id| !added.contains(id))
-        .map(i64::from)
-        .collect();
-    anyhow::ensure!(
-        vocab.len() >= 2,
-        "{}: no base vocabulary to drill",
-        path.display()
-    );
-    Ok(vocab)
 }
 
 /// Runs the whole warm start into `run.dir`; `handle` must belong to a
@@ -166,23 +144,9 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         min_lr_ratio: a.min_lr_ratio,
         adamw: a.adamw(),
         grad_clip: a.grad_clip,
-        drills: match &sft.copy_drills {
-            None => None,
-            Some(d) => Some(DrillOptions {
-                vocab: drill_vocab(Path::new(&base.model.path))?,
-                warmup_steps: d.warmup_steps,
-                per_step: d.per_step,
-                min_len: d.min_len,
-                max_len: d.max_len,
-            }),
-        },
     };
     let started = Instant::now();
-    let progress = progress_bar(
-        base.run.progress,
-        opts.steps(train_set.len()) + opts.drills.as_ref().map_or(0, |d| d.warmup_steps),
-        "sft steps",
-    );
+    let progress = progress_bar(base.run.progress, opts.steps(train_set.len()), "sft steps");
     let history = fit(
         policy,
         &train_set,
@@ -203,10 +167,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     let summary = SftSummary {
         data: built.stats,
         steps: history.len(),
-        first_loss: history
-            .iter()
-            .find(|m| m.trajectories > 0)
-            .map_or(f64::NAN, |m| m.loss),
+        first_loss: history.first().map_or(f64::NAN, |m| m.loss),
         last_loss: history.last().map_or(f64::NAN, |m| m.loss),
         build_s,
         train_s,

@@ -305,7 +305,6 @@ fn fit_opts(steps: usize) -> FitOptions {
             ..Default::default()
         },
         grad_clip: 1.0,
-        drills: None,
     }
 }
 
