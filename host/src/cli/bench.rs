@@ -10,6 +10,28 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where `generate` and `rollout` run the model (and their PyTorch
+    /// baselines): "cpu", "cuda", "cuda:N" or "auto".
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The model's dtype for `generate` and `rollout`: "f32", "bf16" or "f16".
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// `rollout` only: prompts in the batch (default: the bench's own).
+    #[arg(long)]
+    pub prompts: Option<usize>,
+    /// `rollout` only: rollouts per prompt.
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// `rollout` only: tokens per generated turn (a random model never stops early).
+    #[arg(long)]
+    pub max_turn_tokens: Option<usize>,
+    /// `rollout` only: sessions per generation call.
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// `rollout` only: the fake tools' latency, ms.
+    #[arg(long)]
+    pub tool_latency_ms: Option<u64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -22,6 +44,17 @@ pub enum BenchKind {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let json = args.json;
+    let target = mmsr_trainer::bench::BenchTarget {
+        device: args.device,
+        dtype: args.dtype,
+    };
+    if matches!(args.kind, BenchKind::Tools | BenchKind::Pipeline) {
+        anyhow::ensure!(
+            target.device == "cpu" && target.dtype == "f32",
+            "--device and --dtype apply to `bench generate` and `bench rollout` only"
+        );
+    }
+    target.resolve()?;
     match args.kind {
         BenchKind::Tools => emit(
             &super::runtime()?.block_on(crate::bench::tools::run())?,
@@ -34,13 +67,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             crate::bench::pipeline::print_table,
         ),
         BenchKind::Generate => emit(
-            &mmsr_trainer::bench::generate::run()?,
+            &mmsr_trainer::bench::generate::run(&target)?,
             json,
             mmsr_trainer::bench::generate::print_table,
         ),
         BenchKind::Rollout => {
             let rt = super::runtime()?;
-            let opts = mmsr_trainer::bench::rollout::RolloutBenchOptions::default();
+            let mut opts = mmsr_trainer::bench::rollout::RolloutBenchOptions {
+                target,
+                ..Default::default()
+            };
+            opts.prompts = args.prompts.unwrap_or(opts.prompts);
+            opts.n = args.n.unwrap_or(opts.n);
+            opts.max_turn_tokens = args.max_turn_tokens.unwrap_or(opts.max_turn_tokens);
+            opts.max_batch = args.max_batch.unwrap_or(opts.max_batch);
+            if let Some(ms) = args.tool_latency_ms {
+                opts.tool_latency = std::time::Duration::from_millis(ms);
+            }
             emit(
                 &mmsr_trainer::bench::rollout::run(&opts, rt.handle())?,
                 json,

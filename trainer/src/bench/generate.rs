@@ -7,16 +7,20 @@
 //! exactly `new_tokens`; decode throughput excludes the prefill (ours from
 //! the generator's own timers, transformers' as the difference between a
 //! full run and a one-token run).
+//!
+//! It doubles as a parity check on whatever device and dtype it runs:
+//! transformers scores our batch-1 greedy continuation teacher-forced, and
+//! the report carries how many leading greedy tokens agree and the largest
+//! log-prob difference on them.
 
-use crate::demo::world::WorldConfig;
-use crate::demo::{DemoDataConfig, Layout};
+use super::{BenchTarget, python, repo, sync, tiny_qwen};
+use crate::model::QwenVlPolicy;
 use crate::model::generate::{GenParams, GenStats, SeqState, generate};
 use crate::model::layers::Mode;
 use crate::model::sampling::Sampling;
-use crate::model::{PolicyOptions, QwenVlPolicy};
+use crate::policy::{TrainablePolicy, Transcript};
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const NEW_TOKENS: usize = 64;
@@ -28,6 +32,8 @@ const PROMPT: &str = "Which town has this emblem? Think about the region, the fo
 #[derive(Debug, Serialize)]
 pub struct GenerateReport {
     pub model: String,
+    pub device: String,
+    pub dtype: String,
     pub threads: i32,
     pub prompt_tokens: usize,
     pub new_tokens: usize,
@@ -42,6 +48,11 @@ pub struct GenerateReport {
     /// Peak resident memory of this process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     pub reference_peak_rss_mib: f64,
+    /// Leading tokens of our batch-1 greedy continuation that transformers'
+    /// greedy decode reproduces (of `new_tokens`).
+    pub greedy_agree: usize,
+    /// Largest |Δ log p| on our greedy continuation, teacher-forced on both.
+    pub max_logprob_diff: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,16 +61,9 @@ struct Reference {
     decode_tok_s_b16: f64,
     prefill_tok_s_b16: f64,
     peak_rss_mib: f64,
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("MMSR_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/bench_generate_reference.py")
+    greedy_ids: Vec<i64>,
+    /// log p of our continuation's tokens under transformers.
+    logprobs: Vec<f64>,
 }
 
 /// Peak resident set of this process, MiB (Linux; 0 elsewhere).
@@ -74,14 +78,20 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Best decode/prefill rates over `rounds` runs at batch `b`.
-fn measure(policy: &QwenVlPolicy, prompt: &[i64], b: usize, rounds: usize) -> Result<(f64, f64)> {
+/// Best decode/prefill rates over `rounds` runs at batch `b`, and row 0's
+/// tokens.
+fn measure(
+    policy: &QwenVlPolicy,
+    prompt: &[i64],
+    b: usize,
+    rounds: usize,
+) -> Result<(f64, f64, Vec<i64>)> {
     let params = GenParams {
         sampling: Sampling::greedy(),
         max_new_tokens: NEW_TOKENS,
         stop: None,
     };
-    let (mut decode, mut prefill) = (0f64, 0f64);
+    let (mut decode, mut prefill, mut first) = (0f64, 0f64, Vec::new());
     for _ in 0..rounds {
         let mut seqs: Vec<SeqState> = (0..b).map(|_| SeqState::new()).collect();
         for s in &mut seqs {
@@ -97,35 +107,43 @@ fn measure(policy: &QwenVlPolicy, prompt: &[i64], b: usize, rounds: usize) -> Re
             Mode::EVAL,
             &mut stats,
         )?;
+        sync(policy.model().device());
         ensure!(
             outs.iter().all(|o| o.ids.len() == NEW_TOKENS),
             "a row stopped early"
         );
+        first.clone_from(&outs[0].ids);
         // The first token comes from the prefill; the rest are decode steps.
         decode = decode.max((b * (NEW_TOKENS - 1)) as f64 / stats.decode_secs);
         prefill = prefill.max(stats.prefill_tokens as f64 / stats.prefill_secs);
     }
-    Ok((decode, prefill))
+    Ok((decode, prefill, first))
 }
 
-pub fn run() -> Result<GenerateReport> {
-    let dir = tempfile::tempdir()?;
-    let cfg = DemoDataConfig {
-        world: WorldConfig {
-            known: 6,
-            unknown_train: 12,
-            unknown_test: 6,
-            decoys: 6,
-            ..WorldConfig::default()
-        },
-        vocab_size: 2048,
-        ..DemoDataConfig::default()
+/// Our teacher-forced log-probs of `ids` after `prompt`.
+fn score(policy: &mut QwenVlPolicy, prompt: &[i64], ids: &[i64]) -> Result<Vec<f64>> {
+    let tokens: Vec<i64> = prompt.iter().chain(ids).copied().collect();
+    let mut response_mask = vec![0u8; prompt.len()];
+    response_mask.resize(tokens.len(), 1);
+    let t = Transcript {
+        sample_logprobs: vec![0.0; tokens.len()],
+        tokens,
+        response_mask,
+        images: Vec::new(),
     };
-    crate::demo::generate(dir.path(), &cfg, &[]).context("writing the tiny model's files")?;
-    let model_dir = Layout::new(dir.path()).model();
-    let policy = QwenVlPolicy::init_random(&model_dir, 0, &PolicyOptions::default())?;
-    let weights = dir.path().join("weights");
-    policy.save_pretrained(&weights)?;
+    let s = tch::no_grad(|| policy.score(&[&t], 1.0, false))?;
+    let row = s
+        .logprobs
+        .get(0)
+        .narrow(0, prompt.len() as i64, ids.len() as i64)
+        .to_device(tch::Device::Cpu)
+        .to_kind(tch::Kind::Double);
+    Ok(Vec::<f64>::try_from(&row)?)
+}
+
+pub fn run(target: &BenchTarget) -> Result<GenerateReport> {
+    let dir = tempfile::tempdir()?;
+    let (mut policy, weights) = tiny_qwen(dir.path(), target)?;
 
     let tok = policy.tokenizer();
     let text = tok.render(
@@ -139,16 +157,23 @@ pub fn run() -> Result<GenerateReport> {
 
     // Warm up, then the best of a few rounds.
     measure(&policy, &prompt, 1, 1)?;
-    let (b1, _) = measure(&policy, &prompt, 1, ROUNDS)?;
-    let (b16, prefill16) = measure(&policy, &prompt, BATCH, ROUNDS)?;
+    let (b1, _, greedy) = measure(&policy, &prompt, 1, ROUNDS)?;
+    let (b16, prefill16, _) = measure(&policy, &prompt, BATCH, ROUNDS)?;
     let peak = peak_rss_mib();
+    let ours_lp = score(&mut policy, &prompt, &greedy)?;
 
     let ids = dir.path().join("prompt.json");
     std::fs::write(&ids, serde_json::to_string(&prompt)?)?;
+    let cont = dir.path().join("continuation.json");
+    std::fs::write(&cont, serde_json::to_string(&greedy)?)?;
+    let (device, dtype) = target.torch_names()?;
+    let script = repo().join("tests/python/bench_generate_reference.py");
     let out = Command::new(python())
-        .arg(script())
+        .arg(&script)
         .arg(&weights)
         .arg(&ids)
+        .arg(&cont)
+        .args(["--device", &device, "--dtype", dtype])
         .args([
             "--new-tokens",
             &NEW_TOKENS.to_string(),
@@ -162,7 +187,7 @@ pub fn run() -> Result<GenerateReport> {
             &ROUNDS.to_string(),
         ])
         .output()
-        .with_context(|| format!("running {}", script().display()))?;
+        .with_context(|| format!("running {}", script.display()))?;
     ensure!(
         out.status.success(),
         "the transformers reference failed:\n{}",
@@ -172,8 +197,26 @@ pub fn run() -> Result<GenerateReport> {
     let last = stdout.lines().last().unwrap_or_default();
     let r: Reference = serde_json::from_str(last)
         .with_context(|| format!("reading the reference's output {last:?}"))?;
+    ensure!(
+        r.logprobs.len() == ours_lp.len(),
+        "the reference scored {} tokens, not {}",
+        r.logprobs.len(),
+        ours_lp.len()
+    );
+    let greedy_agree = greedy
+        .iter()
+        .zip(&r.greedy_ids)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let max_logprob_diff = ours_lp
+        .iter()
+        .zip(&r.logprobs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     Ok(GenerateReport {
-        model: "demo tiny Qwen2.5-VL (hidden 128, 4 layers, vocab 2048), f32 CPU".into(),
+        model: "demo tiny Qwen2.5-VL (hidden 128, 4 layers, vocab 2048)".into(),
+        device,
+        dtype: dtype.into(),
         threads,
         prompt_tokens: prompt.len(),
         new_tokens: NEW_TOKENS,
@@ -187,11 +230,16 @@ pub fn run() -> Result<GenerateReport> {
         decode_ratio_b16: b16 / r.decode_tok_s_b16,
         peak_rss_mib: peak,
         reference_peak_rss_mib: r.peak_rss_mib,
+        greedy_agree,
+        max_logprob_diff,
     })
 }
 
 pub fn print_table(r: &GenerateReport) {
-    println!("generate: {} ({} threads)", r.model, r.threads);
+    println!(
+        "generate: {}, {} on {} ({} CPU threads)",
+        r.model, r.dtype, r.device, r.threads
+    );
     println!(
         "prompt {} tokens, {} new tokens per row, greedy",
         r.prompt_tokens, r.new_tokens
@@ -215,5 +263,9 @@ pub fn print_table(r: &GenerateReport) {
     println!(
         "peak RSS: {:.0} MiB (transformers {:.0} MiB)",
         r.peak_rss_mib, r.reference_peak_rss_mib
+    );
+    println!(
+        "parity: transformers' greedy decode agrees on the first {} of {} tokens; max |Δ log p| on ours {:.2e}",
+        r.greedy_agree, r.new_tokens, r.max_logprob_diff
     );
 }

@@ -13,18 +13,20 @@
 //!   equivalent PyTorch implementation (`tests/python/grpo_step.py`) on the
 //!   same weights and batch; the weights after one step are compared too.
 //!
-//! Generic over the policy: [`bench_policy`] picks the one measured, and the
-//! Python side picks its twin from the exported `config.json`'s
-//! `model_type`.
+//! Both halves run on the demo's tiny Qwen2.5-VL ([`super::tiny_qwen`]) on
+//! the device and dtype asked for. The measuring code is generic over the
+//! policy, and the Python side picks its twin from the exported
+//! `config.json`'s `model_type` (the bigram test policy has one too).
 
+use super::{BenchTarget, python, repo, sync, tiny_qwen};
 use crate::algo::{AdamW, group_advantages};
+use crate::model::QwenVlPolicy;
 use crate::policy::{
     FinishReason, Policy, SampleParams, Segment, TrainablePolicy, Transcript, TurnOutput,
 };
 use crate::rollout::{
     Prompts, RolloutConfig, RolloutEngine, RolloutMode, RolloutRequest, RolloutStats,
 };
-use crate::testkit::BigramPolicy;
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
 use crate::train::{AlgoConfig, UpdateSettings, grpo_update};
 use anyhow::{Context, Result, bail, ensure};
@@ -35,13 +37,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use tokio::runtime::Handle;
-
-/// The policy measured. To bench another, return it here (e.g. the tiny
-/// Qwen2.5-VL); `tests/python/grpo_step.py` needs a twin for its model_type.
-pub fn bench_policy() -> Result<BigramPolicy> {
-    // No end-of-turn bias: turns of ~130 tokens, capped by max_turn_tokens.
-    Ok(BigramPolicy::new(7, 0.0))
-}
 
 const ANSWER: &str = "<reason>r</reason><answer>a</answer>";
 const IMAGE: &str = "<reason>r</reason><search><img></search>";
@@ -164,21 +159,23 @@ pub struct RolloutBenchOptions {
     /// Timed GRPO steps per round on each side (two rounds, taking turns),
     /// after one untimed step.
     pub grpo_repeats: usize,
+    pub target: BenchTarget,
     pub python: PathBuf,
     pub script: PathBuf,
 }
 
 impl Default for RolloutBenchOptions {
     fn default() -> Self {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         Self {
-            // 70–150 ms of bigram generation per round on a 2-core box,
-            // against 200 ms searches: async gains most when the two are
-            // equal (see `async_bound`).
-            prompts: 64,
-            n: 8,
-            max_turn_tokens: 256,
-            max_batch: 16,
+            // A random model rarely stops, so every turn is max_turn_tokens
+            // long. On a 2-core box the first round (its prefill holds the
+            // whole instruction prompt and the image) takes ~0.5 s, later
+            // rounds ~0.3 s, against 200 ms searches; async gains most when
+            // a round's generation equals the latency (see `async_bound`).
+            prompts: 8,
+            n: 4,
+            max_turn_tokens: 32,
+            max_batch: 8,
             tool_latency: Duration::from_millis(200),
             rollout_repeats: 3,
             grpo_trajectories: 32,
@@ -187,10 +184,9 @@ impl Default for RolloutBenchOptions {
             micro_batch: 8,
             lr: 1e-3,
             grpo_repeats: 10,
-            python: std::env::var_os("MMSR_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo.join(".venv/bin/python")),
-            script: repo.join("tests/python/grpo_step.py"),
+            target: BenchTarget::default(),
+            python: python(),
+            script: repo().join("tests/python/grpo_step.py"),
         }
     }
 }
@@ -238,6 +234,8 @@ pub struct ModeComparison {
 #[derive(Clone, Debug, Serialize)]
 pub struct RolloutBenchReport {
     pub policy: String,
+    pub device: String,
+    pub dtype: String,
     pub trajectories: usize,
     pub tool_latency_ms: f64,
     pub max_batch: usize,
@@ -259,6 +257,8 @@ pub struct RolloutBenchReport {
     pub torch_grpo_step_median_ms: f64,
     /// Largest |Δ| between the weights after one step here and in PyTorch.
     pub grpo_max_weight_diff: f64,
+    /// ‖Δ ours − Δ PyTorch‖ / ‖Δ PyTorch‖ over that step's updates.
+    pub grpo_update_rel_diff: f64,
 }
 
 fn png(seed: u8) -> Vec<u8> {
@@ -429,6 +429,10 @@ pub struct GrpoComparison {
     pub torch: StepTimes,
     /// Largest |Δ| between the weights after one step on each side.
     pub max_weight_diff: f64,
+    /// ‖ours − theirs‖ / ‖theirs − start‖ after one step: robust to Adam's
+    /// first step, which moves every weight by ±lr whatever the size of its
+    /// gradient, so a gradient near 0 can flip sign between kernels.
+    pub update_rel_diff: f64,
     pub response_tokens: usize,
 }
 
@@ -471,7 +475,12 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
         .map(|i| ((i * 7) % 5) as f64 / 4.0)
         .collect();
     let advantages = group_advantages(&rewards, 4.min(batch.len()).max(1), true, 1e-6);
-    write_batch(&dir, &batch, &advantages, o)?;
+    let trainable: Vec<String> = policy
+        .trainable_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    write_batch(&dir, &batch, &advantages, &trainable, o)?;
 
     let algo = algo(o);
     let settings = UpdateSettings {
@@ -481,6 +490,7 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
         lr: o.lr,
     };
     let named = policy.trainable_parameters();
+    let before: Vec<Tensor> = named.iter().map(|(_, t)| cpu_f32(t)).collect();
     let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut optim = AdamW::new(named, crate::algo::AdamWConfig::default());
     // Untimed first step: its result is what the two sides compare.
@@ -495,21 +505,15 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
     let after_one: Vec<(String, Tensor)> = policy
         .trainable_parameters()
         .into_iter()
-        .map(|(n, t)| {
-            (
-                n,
-                t.detach()
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Float)
-                    .copy(),
-            )
-        })
+        .map(|(n, t)| (n, cpu_f32(&t)))
         .collect();
     // The sides take turns, so load that comes and goes on the machine
     // falls on both.
     let (mut ours, mut theirs_ms) = (Vec::new(), Vec::new());
+    let device = params.first().map_or(Device::Cpu, Tensor::device);
     for _ in 0..GRPO_ROUNDS {
         for _ in 0..o.grpo_repeats {
+            sync(device);
             let t0 = Instant::now();
             grpo_update(
                 &mut policy,
@@ -519,22 +523,25 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
                 &advantages,
                 &settings,
             )?;
+            sync(device);
             ours.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         theirs_ms.extend(run_twin(o, &dir)?);
     }
     let theirs = Tensor::read_safetensors(dir.join("weights.safetensors"))?;
-    let mut max_diff = 0f64;
-    for (name, ours) in &after_one {
+    let (mut max_diff, mut gap2, mut step2) = (0f64, 0f64, 0f64);
+    for ((name, ours), w0) in after_one.iter().zip(&before) {
         let (_, t) = theirs
             .iter()
             .find(|(n, _)| n == name)
             .with_context(|| format!("PyTorch returned no `{name}`"))?;
-        let d = (ours - t.to_kind(Kind::Float))
-            .abs()
-            .max()
+        let gap = ours - t.to_kind(Kind::Float);
+        max_diff = max_diff.max(gap.abs().max().double_value(&[]));
+        gap2 += gap.square().sum(Kind::Double).double_value(&[]);
+        step2 += (t.to_kind(Kind::Float) - w0)
+            .square()
+            .sum(Kind::Double)
             .double_value(&[]);
-        max_diff = max_diff.max(d);
     }
     let response_tokens = batch.iter().map(|t| t.response_len()).sum();
     let _ = std::fs::remove_dir_all(&dir);
@@ -542,8 +549,16 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
         ours: StepTimes::of(ours),
         torch: StepTimes::of(theirs_ms),
         max_weight_diff: max_diff,
+        update_rel_diff: gap2.sqrt() / step2.sqrt().max(f64::MIN_POSITIVE),
         response_tokens,
     })
+}
+
+fn cpu_f32(t: &Tensor) -> Tensor {
+    t.detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .copy()
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
@@ -556,11 +571,13 @@ fn tempfile_dir() -> Result<PathBuf> {
 }
 
 /// The batch as the Python side reads it: padded tokens, lengths, masks,
-/// advantages, and the settings of the step.
+/// advantages, the encoded images (concatenated, with each one's length
+/// and transcript), and the settings of the step.
 fn write_batch(
     dir: &Path,
     batch: &[&Transcript],
     adv: &[f64],
+    trainable: &[String],
     o: &RolloutBenchOptions,
 ) -> Result<()> {
     let len = batch.iter().map(|t| t.tokens.len()).max().unwrap_or(1);
@@ -576,15 +593,27 @@ fn write_batch(
     let shape = [b as i64, len as i64];
     let lengths: Vec<i64> = batch.iter().map(|t| t.tokens.len() as i64).collect();
     let adv: Vec<f32> = adv.iter().map(|&a| a as f32).collect();
-    Tensor::write_safetensors(
-        &[
-            ("tokens", Tensor::from_slice(&tokens).view(shape)),
-            ("mask", Tensor::from_slice(&mask).view(shape)),
-            ("lengths", Tensor::from_slice(&lengths)),
-            ("advantages", Tensor::from_slice(&adv)),
-        ],
-        dir.join("batch.safetensors"),
-    )?;
+    let (mut bytes, mut sizes, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, t) in batch.iter().enumerate() {
+        for img in &t.images {
+            bytes.extend_from_slice(img);
+            sizes.push(img.len() as i64);
+            rows.push(i as i64);
+        }
+    }
+    let mut tensors = vec![
+        ("tokens", Tensor::from_slice(&tokens).view(shape)),
+        ("mask", Tensor::from_slice(&mask).view(shape)),
+        ("lengths", Tensor::from_slice(&lengths)),
+        ("advantages", Tensor::from_slice(&adv)),
+    ];
+    if !sizes.is_empty() {
+        tensors.push(("image_bytes", Tensor::from_slice(&bytes)));
+        tensors.push(("image_sizes", Tensor::from_slice(&sizes)));
+        tensors.push(("image_rows", Tensor::from_slice(&rows)));
+    }
+    Tensor::write_safetensors(&tensors, dir.join("batch.safetensors"))?;
+    let (device, dtype) = o.target.torch_names()?;
     let a = algo(o);
     let adamw = crate::algo::AdamWConfig::default();
     let settings = serde_json::json!({
@@ -602,6 +631,9 @@ fn write_batch(
         "weight_decay": adamw.weight_decay,
         "grad_clip": GRAD_CLIP,
         "repeats": o.grpo_repeats,
+        "device": device,
+        "dtype": dtype,
+        "trainable": trainable,
     });
     std::fs::write(
         dir.join("settings.json"),
@@ -610,17 +642,21 @@ fn write_batch(
     Ok(())
 }
 
-/// Both halves on [`bench_policy`].
+/// Both halves on the tiny Qwen2.5-VL, each mode and the GRPO step from
+/// the same weights.
 pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchReport> {
-    let rag = rollout_modes(&bench_policy, o, Workload::Rag, handle)?;
-    let on_demand = rollout_modes(&bench_policy, o, Workload::OnDemand, handle)?;
-    let g = grpo_vs_torch(bench_policy()?, o, handle)?;
+    let dir = tempfile::tempdir()?;
+    let (policy, weights) = tiny_qwen(dir.path(), &o.target)?;
+    let opts = o.target.options()?;
+    let make = || QwenVlPolicy::load(&weights, &opts);
+    let rag = rollout_modes(&make, o, Workload::Rag, handle)?;
+    let on_demand = rollout_modes(&make, o, Workload::OnDemand, handle)?;
+    let g = grpo_vs_torch(policy, o, handle)?;
+    let (device, dtype) = o.target.torch_names()?;
     Ok(RolloutBenchReport {
-        policy: std::any::type_name::<BigramPolicy>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("policy")
-            .to_string(),
+        policy: "tiny Qwen2.5-VL (hidden 128, 4 layers, vocab 2048, random)".into(),
+        device,
+        dtype: dtype.into(),
         trajectories: o.prompts * o.n,
         tool_latency_ms: o.tool_latency.as_secs_f64() * 1e3,
         max_batch: o.max_batch,
@@ -637,43 +673,49 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         grpo_step_median_ms: g.ours.median_ms,
         torch_grpo_step_median_ms: g.torch.median_ms,
         grpo_max_weight_diff: g.max_weight_diff,
+        grpo_update_rel_diff: g.update_rel_diff,
     })
 }
 
 pub fn print_table(r: &RolloutBenchReport) {
     println!(
-        "rollout batch: {} trajectories of {}, tools {:.0} ms, ≤{} sessions per generation call (best of runs)",
-        r.trajectories, r.policy, r.tool_latency_ms, r.max_batch
+        "rollout batch: {} trajectories of the {}, {} on {}, tools {:.0} ms, ≤{} sessions per generation call (best of runs)",
+        r.trajectories, r.policy, r.dtype, r.device, r.tool_latency_ms, r.max_batch
     );
     for c in [&r.rag, &r.on_demand] {
-        println!(
-            "  {:?}: async speedup {:.2}x (at most {:.2}x for any schedule)",
-            c.workload, c.async_speedup, c.async_bound
-        );
-        for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
-            println!(
-                "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
-                m.wall_ms,
-                m.generate_ms,
-                m.generate_calls,
-                m.overlapped_calls,
-                m.tool_wait_ms,
-                m.tool_calls,
-                m.generated_tokens
-            );
-        }
+        print_modes(c);
     }
     println!(
         "GRPO step: {} trajectories, {} response tokens, best (median) of the timed steps",
         r.grpo_trajectories, r.grpo_response_tokens
     );
     println!(
-        "  ours {:.1} ({:.1}) ms, PyTorch {:.1} ({:.1}) ms: ratio {:.2}; weights after one step differ by ≤ {:.2e}",
+        "  ours {:.1} ({:.1}) ms, PyTorch {:.1} ({:.1}) ms: ratio {:.2}; after one step the weights differ by ≤ {:.2e}, the updates by {:.2e} (relative)",
         r.grpo_step_ms,
         r.grpo_step_median_ms,
         r.torch_grpo_step_ms,
         r.torch_grpo_step_median_ms,
         r.grpo_step_ratio,
-        r.grpo_max_weight_diff
+        r.grpo_max_weight_diff,
+        r.grpo_update_rel_diff
     );
+}
+
+fn print_modes(c: &ModeComparison) {
+    println!(
+        "  {:?}: async speedup {:.2}x (at most {:.2}x for any schedule)",
+        c.workload, c.async_speedup, c.async_bound
+    );
+    for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
+        println!(
+            "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
+            m.wall_ms,
+            m.generate_ms,
+            m.generate_calls,
+            m.overlapped_calls,
+            m.tool_wait_ms,
+            m.tool_calls,
+            m.generated_tokens
+        );
+    }
 }

@@ -211,7 +211,11 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
 
     /// Groups ready slots by their token budget for this turn (one
     /// `SampleParams` per call), capped at `max_batch` sessions per call.
-    fn batches<S>(&self, slots: &[Slot<S>], ready: Vec<usize>) -> Vec<(usize, Vec<usize>)> {
+    /// Within a budget, slots at the same round go together, earliest round
+    /// first: their caches and new turns are alike in length, so a call pads
+    /// little, and first turns reach their searches soonest.
+    fn batches<S>(&self, slots: &[Slot<S>], mut ready: Vec<usize>) -> Vec<(usize, Vec<usize>)> {
+        ready.sort_by_key(|&i| (slots[i].turns.len(), i));
         let mut by_budget: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for i in ready {
             let left = self
@@ -231,7 +235,10 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         let mut out = Vec::new();
         for (budget, idx) in by_budget.into_iter().rev() {
             for chunk in idx.chunks(cap) {
-                out.push((budget, chunk.to_vec()));
+                // `pick_sessions` walks the slots in order.
+                let mut chunk = chunk.to_vec();
+                chunk.sort_unstable();
+                out.push((budget, chunk));
             }
         }
         out
@@ -357,12 +364,17 @@ fn any_ready<S>(slots: &[Slot<S>]) -> bool {
     slots.iter().any(|s| matches!(s.state, State::Ready))
 }
 
-/// Mutable borrows of the sessions of `items` at `idx` (distinct, ascending).
+/// Mutable borrows of the sessions of `items` at `idx` (distinct, ascending:
+/// anything else is a bug, caught here rather than as a short batch).
 pub(crate) fn pick_sessions<'a, T, S>(
     items: &'a mut [T],
     idx: &[usize],
     session: impl Fn(&'a mut T) -> &'a mut S,
 ) -> Vec<&'a mut S> {
+    assert!(
+        idx.windows(2).all(|w| w[0] < w[1]),
+        "pick_sessions needs distinct ascending indices, got {idx:?}"
+    );
     let mut out = Vec::with_capacity(idx.len());
     let mut want = idx.iter().peekable();
     for (i, item) in items.iter_mut().enumerate() {
@@ -371,6 +383,7 @@ pub(crate) fn pick_sessions<'a, T, S>(
             want.next();
         }
     }
+    assert_eq!(out.len(), idx.len(), "an index in {idx:?} is out of range");
     out
 }
 

@@ -384,3 +384,31 @@ fn async_overlaps_generation_with_searches_and_sync_runs_rounds() {
     assert_eq!((calls.len(), s.overlapped_calls), (8, 0));
     let _ = Segment::Text(String::new());
 }
+
+#[test]
+fn async_batches_that_mix_rounds_keep_every_session() {
+    // Five trajectories, two per call, searches that answer at once: the
+    // third call takes the last first-round trajectory with ones back from
+    // their search, so a call holds slots at different rounds.
+    let rt = runtime();
+    let qs = ["img,ans", "txt,ans", "img,txt,ans", "ans", "txt,ans"];
+    let reqs: Vec<_> = qs.iter().map(|q| request(q)).collect();
+    let run = |mode| {
+        let cfg = RolloutConfig {
+            mode,
+            max_batch: 2,
+            ..Default::default()
+        };
+        let eng = engine(cfg, fake_tools(0), &rt);
+        let mut policy = ScriptedPolicy::new(script).with_cost(Duration::from_millis(5));
+        let (t, _) = eng.run(&mut policy, &reqs, 0).unwrap();
+        (t, policy.calls)
+    };
+    let (ts, _) = run(RolloutMode::Sync);
+    let (ta, calls) = run(RolloutMode::Async);
+    assert_eq!(calls.iter().sum::<usize>(), 10, "every turn generated once");
+    for (a, s) in ta.iter().zip(&ts) {
+        assert_eq!(a.turn_texts(), s.turn_texts());
+        assert_eq!(a.transcript.tokens, s.transcript.tokens);
+    }
+}
