@@ -45,6 +45,11 @@ pub struct SftSection {
     /// the repeated question hold many copies, the signal a small model
     /// needs to learn to copy a name out of the results.
     pub context_loss: bool,
+    /// Extra passes over each direct-answer trajectory whose first turn is
+    /// the direct workflow's prompt (answer, no search), so that eval's
+    /// direct workflow is this model told not to search rather than a
+    /// prompt it never saw.
+    pub direct_prompt_repeat: usize,
 }
 
 impl Default for SftSection {
@@ -61,6 +66,7 @@ impl Default for SftSection {
             drop_ungrounded: false,
             direct_repeat: 1,
             context_loss: false,
+            direct_prompt_repeat: 0,
         }
     }
 }

@@ -110,10 +110,43 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
             chunk: 64,
             drop_failed_searches: sft.drop_failed_searches,
             drop_ungrounded: sft.drop_ungrounded,
+            direct_prompt: false,
         },
         &|n| progress.set_position(n as u64),
     )?;
     progress.finish_and_clear();
+    // The same direct answers under the direct workflow's prompt.
+    let direct_prompted = if sft.direct_prompt_repeat > 0 {
+        let direct: Vec<Sample> = built
+            .sample_index
+            .iter()
+            .zip(&built.direct)
+            .filter(|(_, d)| **d)
+            .map(|(&i, _)| samples[i].clone())
+            .collect();
+        build_transcripts(
+            policy,
+            &direct,
+            source,
+            &prompts,
+            &tools,
+            handle,
+            &BuildOptions {
+                max_rounds: base.rollout.max_rounds,
+                search_concurrency: sft.search_concurrency,
+                tool_timeout: Duration::from_secs(sft.tool_timeout_s),
+                chunk: 64,
+                drop_failed_searches: sft.drop_failed_searches,
+                drop_ungrounded: sft.drop_ungrounded,
+                direct_prompt: true,
+            },
+            &|_| {},
+        )
+        .context("the direct-prompt copies")?
+        .transcripts
+    } else {
+        Vec::new()
+    };
     let build_s = started.elapsed().as_secs_f64();
     tracing::info!(stats = ?built.stats, "sft data built in {build_s:.1}s");
     let mut train_set = built.transcripts.clone();
@@ -121,6 +154,9 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         if direct {
             train_set.extend(std::iter::repeat_n(t, sft.direct_repeat - 1).cloned());
         }
+    }
+    for t in &direct_prompted {
+        train_set.extend(std::iter::repeat_n(t, sft.direct_prompt_repeat).cloned());
     }
     if sft.context_loss {
         let skip = policy.vision_placeholders();

@@ -78,6 +78,7 @@ fn opts() -> BuildOptions {
         chunk: 2,
         drop_failed_searches: true,
         drop_ungrounded: false,
+        direct_prompt: false,
     }
 }
 
@@ -592,4 +593,42 @@ fn context_mask_covers_every_predictable_token_but_image_placeholders() {
     assert_eq!(c.response_mask, vec![0, 1, 0, 0, 1, 1, 1]);
     assert_eq!(c.tokens, t.tokens);
     assert_eq!(c.response_len(), 4);
+}
+
+#[test]
+fn direct_prompt_copies_open_with_the_direct_workflows_turn() {
+    let samples = [sample("q1")];
+    let mut policy = BigramPolicy::new(1, 0.0);
+    let direct = BuildOptions {
+        direct_prompt: true,
+        ..opts()
+    };
+    let plain = build(&mut policy, &samples, &[turns(&[ANS])], &tools(), &opts()).unwrap();
+    let forced = build(&mut policy, &samples, &[turns(&[ANS])], &tools(), &direct).unwrap();
+    // The bigram policy's tokens below 128 are ASCII.
+    let text = |t: &Transcript| -> String {
+        t.tokens
+            .iter()
+            .filter(|&&c| c < 128)
+            .map(|&c| c as u8 as char)
+            .collect()
+    };
+    let prompts = Prompts::builtin();
+    let want = prompts.direct_first_turn("q1").unwrap();
+    let (p, f) = (&plain.transcripts[0], &forced.transcripts[0]);
+    assert!(text(f).contains(want.trim()), "{}", text(f));
+    assert!(!text(p).contains(want.trim()), "{}", text(p));
+    // The same answer turn is what is learnt.
+    assert_eq!(p.response_len(), f.response_len());
+    // A search under a prompt that forbids it is a broken script.
+    let err = build(
+        &mut policy,
+        &samples,
+        &[turns(&[IMG, ANS])],
+        &tools(),
+        &direct,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("allows no search"), "{err}");
 }

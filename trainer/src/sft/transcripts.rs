@@ -29,6 +29,9 @@ pub struct BuildOptions {
     pub chunk: usize,
     pub drop_failed_searches: bool,
     pub drop_ungrounded: bool,
+    /// Open with the direct workflow's first turn (answer, no search)
+    /// instead of the on-demand one; for direct-answer scripts.
+    pub direct_prompt: bool,
 }
 
 /// What went into the SFT data.
@@ -143,7 +146,17 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
         let mut ungrounded = vec![false; chunk.len()];
         for &i in chunk {
             let s = &samples[i];
-            let text = prompts.first_turn(&s.question, opts.max_rounds)?;
+            let text = if opts.direct_prompt {
+                anyhow::ensure!(
+                    scripts[i].len() == 1,
+                    "{}: the direct prompt allows no search, but the script has {} turns",
+                    s.id,
+                    scripts[i].len()
+                );
+                prompts.direct_first_turn(&s.question)?
+            } else {
+                prompts.first_turn(&s.question, opts.max_rounds)?
+            };
             let image = s.images.first().expect("checked").clone();
             sessions.push(
                 policy
