@@ -33,6 +33,23 @@ from safetensors.torch import load_file, save_file
 IM_START = 0x110000
 
 
+def token_scores(logits, nxt, lengths, with_entropy):
+    """Log-probs of `nxt` under `logits` [B, L-1, V] (and the entropy), aligned
+    with the tokens like the trainer's TokenScores: 0 at t = 0 and on padding."""
+    b, length = nxt.shape[0], nxt.shape[1] + 1
+    logp_all = logits.log_softmax(-1)
+    picked = logp_all.gather(2, nxt.unsqueeze(-1)).squeeze(-1)
+    pos = torch.arange(length, device=nxt.device).unsqueeze(0)
+    valid = ((pos > 0) & (pos < lengths.unsqueeze(1))).float()
+    pad = torch.zeros(b, 1, device=nxt.device)
+    logp = torch.cat([pad, picked], 1) * valid
+    entropy = None
+    if with_entropy:
+        h = -(logp_all.exp() * logp_all).sum(-1)
+        entropy = torch.cat([pad, h], 1) * valid
+    return logp, entropy
+
+
 class BigramTwin:
     """testkit/bigram.rs: logits of token t+1 are row(token t) of one
     [133, 133] table over ASCII and the five chat specials."""
@@ -61,17 +78,7 @@ class BigramTwin:
         prev, nxt = rows[:, :-1], rows[:, 1:]
         vocab = weight.shape[0]
         logits = weight.index_select(0, prev.flatten()).view(b, length - 1, vocab) / temperature
-        logp_all = logits.log_softmax(-1)
-        picked = logp_all.gather(2, nxt.unsqueeze(-1)).squeeze(-1)
-        pos = torch.arange(length).unsqueeze(0)
-        valid = ((pos > 0) & (pos < lengths.unsqueeze(1))).float()
-        pad = torch.zeros(b, 1)
-        logp = torch.cat([pad, picked], 1) * valid
-        entropy = None
-        if with_entropy:
-            h = -(logp_all.exp() * logp_all).sum(-1)
-            entropy = torch.cat([pad, h], 1) * valid
-        return logp, entropy
+        return token_scores(logits, nxt, lengths, with_entropy)
 
     def score(self, rows, tokens, lengths, temperature, with_entropy):
         return self._score(self.weight, tokens, lengths, temperature, with_entropy)
@@ -142,8 +149,7 @@ class QwenVlTwin:
         return {ours: self.named[hf] for ours, hf in self.names.items()}
 
     def _forward(self, model, rows, tokens, lengths, temperature, with_entropy):
-        b, length = tokens.shape
-        pos = torch.arange(length, device=tokens.device).unsqueeze(0)
+        pos = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)
         attn = (pos < lengths.unsqueeze(1)).long()
         kwargs = {}
         imgs = [im for r in rows for im in self.images.get(r, [])]
@@ -153,16 +159,7 @@ class QwenVlTwin:
             if self.takes_mm_types:
                 kwargs["mm_token_type_ids"] = (tokens == self.image_pad).long() * attn
         logits = model(input_ids=tokens, attention_mask=attn, **kwargs).logits[:, :-1].float() / temperature
-        logp_all = logits.log_softmax(-1)
-        picked = logp_all.gather(2, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
-        valid = ((pos > 0) & (pos < lengths.unsqueeze(1))).float()
-        pad = torch.zeros(b, 1, device=tokens.device)
-        logp = torch.cat([pad, picked], 1) * valid
-        entropy = None
-        if with_entropy:
-            h = -(logp_all.exp() * logp_all).sum(-1)
-            entropy = torch.cat([pad, h], 1) * valid
-        return logp, entropy
+        return token_scores(logits, tokens[:, 1:], lengths, with_entropy)
 
     def score(self, rows, tokens, lengths, temperature, with_entropy):
         return self._forward(self.model, rows, tokens, lengths, temperature, with_entropy)

@@ -96,6 +96,15 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
     let started = Instant::now();
     let progress = progress_bar(base.run.progress, samples.len(), "sft data (questions)");
+    let build = BuildOptions {
+        max_rounds: base.rollout.max_rounds,
+        search_concurrency: sft.search_concurrency,
+        tool_timeout: Duration::from_secs(sft.tool_timeout_s),
+        chunk: 64,
+        drop_failed_searches: sft.drop_failed_searches,
+        drop_ungrounded: sft.drop_ungrounded,
+        direct_prompt: false,
+    };
     let built = build_transcripts(
         policy,
         &samples,
@@ -103,15 +112,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         &prompts,
         &tools,
         handle,
-        &BuildOptions {
-            max_rounds: base.rollout.max_rounds,
-            search_concurrency: sft.search_concurrency,
-            tool_timeout: Duration::from_secs(sft.tool_timeout_s),
-            chunk: 64,
-            drop_failed_searches: sft.drop_failed_searches,
-            drop_ungrounded: sft.drop_ungrounded,
-            direct_prompt: false,
-        },
+        &build,
         &|n| progress.set_position(n as u64),
     )?;
     progress.finish_and_clear();
@@ -124,6 +125,10 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
             .filter(|(_, d)| **d)
             .map(|(&i, _)| samples[i].clone())
             .collect();
+        let opts = BuildOptions {
+            direct_prompt: true,
+            ..build
+        };
         build_transcripts(
             policy,
             &direct,
@@ -131,15 +136,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
             &prompts,
             &tools,
             handle,
-            &BuildOptions {
-                max_rounds: base.rollout.max_rounds,
-                search_concurrency: sft.search_concurrency,
-                tool_timeout: Duration::from_secs(sft.tool_timeout_s),
-                chunk: 64,
-                drop_failed_searches: sft.drop_failed_searches,
-                drop_ungrounded: sft.drop_ungrounded,
-                direct_prompt: true,
-            },
+            &opts,
             &|_| {},
         )
         .context("the direct-prompt copies")?
