@@ -5,7 +5,7 @@ Usage: bench_generate_reference.py MODEL_DIR PROMPT_IDS.json CONTINUATION.json [
        [--batch 16] [--threads T] [--rounds R] [--device cpu|cuda:N] [--dtype float32|bfloat16|float16]
 Prints one JSON line: decode_tok_s_b1, decode_tok_s_b16, prefill_tok_s_b16, peak_rss_mib,
 greedy_ids (batch 1) and logprobs (of CONTINUATION.json's tokens after the prompt, teacher-forced:
-the Rust side's parity check).
+the Rust side's parity check; it passes a continuation that is not greedy).
 Decode time = a full run minus a one-token run (which is the prefill).
 """
 import argparse
