@@ -55,12 +55,7 @@ impl BenchTarget {
             Device::Cuda(i) => format!("cuda:{i}"),
             _ => "cpu".into(),
         };
-        let dtype = match kind {
-            Kind::BFloat16 => "bfloat16",
-            Kind::Half => "float16",
-            _ => "float32",
-        };
-        Ok((device, dtype))
+        Ok((device, crate::model::policy::dtype_name(kind)))
     }
 
     pub fn describe(&self) -> String {

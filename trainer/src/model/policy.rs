@@ -88,7 +88,8 @@ pub struct QwenVlPolicy {
     pub last_stats: GenStats,
 }
 
-fn dtype_name(kind: Kind) -> &'static str {
+/// The torch name of a dtype, as config.json and the Python baselines spell it.
+pub fn dtype_name(kind: Kind) -> &'static str {
     match kind {
         Kind::BFloat16 => "bfloat16",
         Kind::Half => "float16",
