@@ -113,6 +113,10 @@ pub fn run_demo_data(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             summary.test_search_free, summary.test_search_required
         );
         println!(
+            "  known-town views   {} more photos of search-free training questions (SFT)",
+            summary.known_views
+        );
+        println!(
             "  tokenizer          {} tokens; {:.0}% of town-name words are one token",
             summary.vocab_size,
             100.0 * summary.single_token_name_words

@@ -74,6 +74,19 @@ fn ok(code: ExitCode, stage: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the SFT config names `sft.extra_train` datasets.
+fn uses_extra_train(path: &Path) -> anyhow::Result<bool> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    Ok(table
+        .get("sft")
+        .and_then(|s| s.get("extra_train"))
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| !a.is_empty()))
+}
+
 fn fresh_runs_dir(runs: &Path) -> anyhow::Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(runs) {
         if entries.next().is_some() && !runs.join(MARKER).exists() && !runs.join("sft").exists() {
@@ -143,20 +156,25 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     stage.next("sft: the warm start on the ideal searcher's trajectories");
     let sft_model = runs.join("sft").join("model");
+    let mut sft_paths = vec![
+        format!("run.dir={:?}", s(&runs.join("sft"))),
+        format!("model.path={:?}", s(&world.join("model"))),
+        format!("data.train={:?}", s(&world.join("data/train.parquet"))),
+        format!("sft.world={:?}", s(&world.join("world.json"))),
+        format!("sft.out={:?}", s(&sft_model)),
+    ];
+    // A config that reads more data gets this world's known views instead.
+    if uses_extra_train(&cfg("sft.toml"))? {
+        sft_paths.push(format!(
+            "sft.extra_train=[{:?}]",
+            s(&world.join("data/known_views.parquet"))
+        ));
+    }
     ok(
         run_sft(SftArgs {
             config: cfg("sft.toml"),
             json: false,
-            overrides: quick(
-                &with(&[
-                    format!("run.dir={:?}", s(&runs.join("sft"))),
-                    format!("model.path={:?}", s(&world.join("model"))),
-                    format!("data.train={:?}", s(&world.join("data/train.parquet"))),
-                    format!("sft.world={:?}", s(&world.join("world.json"))),
-                    format!("sft.out={:?}", s(&sft_model)),
-                ]),
-                &["run.epochs=1"],
-            ),
+            overrides: quick(&with(&sft_paths), &["run.epochs=1"]),
         })?,
         "sft",
     )?;

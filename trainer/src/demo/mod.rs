@@ -9,6 +9,7 @@
 //! OUT/corpus/images/*.jpg      emblems on the pages
 //! OUT/corpus/queries/*.jpg     the question photos, served so Lens gets a URL
 //! OUT/data/{train,test}.parquet
+//! OUT/data/known_views.parquet more photos of the known towns' training questions (SFT)
 //! OUT/model/                   tokenizer.json, tokenizer_config.json, config.json, …
 //! OUT/summary.json             counts and token lengths
 //! ```
@@ -87,6 +88,8 @@ pub struct Summary {
     pub train_search_required: usize,
     pub test_search_free: usize,
     pub test_search_required: usize,
+    /// Rows of `known_views.parquet`.
+    pub known_views: usize,
     pub vocab_size: usize,
     /// Share of the words of town names that are one token (with a leading
     /// space, as they are copied out of search results).
@@ -105,6 +108,47 @@ fn photo(world: &World, q: &Question, rng: &mut impl Rng) -> anyhow::Result<Vec<
     let quality = rng.random_range(PHOTO_QUALITY);
     let img = world.towns[q.town].emblem.render(side, Jitter::random(rng));
     jpeg(&img, quality)
+}
+
+/// Separates a question id from a view number in a known-view photo's name
+/// (`train-00012@1.jpg`).
+pub const VIEW_SEP: char = '@';
+
+/// One parquet row for question `q` shown in `bytes`, whose photo is also
+/// written to the corpus as `queries/<photo_id>.jpg` so Lens gets a URL.
+fn seed_row(
+    world: &World,
+    q: &Question,
+    photo_id: &str,
+    bytes: Vec<u8>,
+    engine_url: &str,
+    corpus_dir: &Path,
+) -> anyhow::Result<SeedRow> {
+    let rel = format!("{QUERIES_DIR}/{photo_id}.jpg");
+    write(&corpus_dir.join(&rel), &bytes)?;
+    Ok(SeedRow {
+        prompt: vec![("user".into(), q.question.clone())],
+        images: vec![(bytes, rel.clone())],
+        ground_truth: q.answer.clone(),
+        candidate_answers: q.candidates.clone(),
+        data_source: if q.search_required {
+            SEARCH_REQUIRED_SOURCE
+        } else {
+            SEARCH_FREE_SOURCE
+        }
+        .into(),
+        image_urls: Some(vec![format!("{engine_url}/corpus/{rel}")]),
+        extra: ExtraInfo {
+            id: photo_id.to_string(),
+            split: q.split.name().into(),
+            kind: serde_json::to_value(q.kind)?
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+            entity: world.towns[q.town].name.clone(),
+            search_required: q.search_required,
+        },
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -147,6 +191,10 @@ impl Layout {
     pub fn model(&self) -> PathBuf {
         self.root.join("model")
     }
+    /// More photos of the known towns' training questions, for SFT.
+    pub fn known_views(&self) -> PathBuf {
+        self.root.join("data").join("known_views.parquet")
+    }
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
     }
@@ -186,36 +234,27 @@ pub fn generate(
         let mut rows = Vec::new();
         for q in world.questions_in(split) {
             let bytes = photo(&world, q, &mut rng)?;
-            let rel = format!("{QUERIES_DIR}/{}.jpg", q.id);
-            write(&corpus_dir.join(&rel), &bytes)?;
-            rows.push(SeedRow {
-                prompt: vec![("user".into(), q.question.clone())],
-                images: vec![(bytes, rel.clone())],
-                ground_truth: q.answer.clone(),
-                candidate_answers: q.candidates.clone(),
-                data_source: if q.search_required {
-                    SEARCH_REQUIRED_SOURCE
-                } else {
-                    SEARCH_FREE_SOURCE
-                }
-                .into(),
-                image_urls: Some(vec![format!("{engine_url}/corpus/{rel}")]),
-                extra: ExtraInfo {
-                    id: q.id.clone(),
-                    split: split.name().into(),
-                    kind: serde_json::to_value(q.kind)?
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                    entity: world.towns[q.town].name.clone(),
-                    search_required: q.search_required,
-                },
-            });
+            rows.push(seed_row(&world, q, &q.id, bytes, &engine_url, &corpus_dir)?);
         }
         let path = layout.data(split);
         std::fs::create_dir_all(path.parent().expect("data dir"))?;
         dataset::write_parquet(&path, &rows)?;
     }
+    // Its own stream: more views leave the train and test photos as they were.
+    let mut rng = rng_for(config.world.seed, "known views");
+    let mut rows = Vec::new();
+    for q in world
+        .questions_in(Split::Train)
+        .filter(|q| !q.search_required)
+    {
+        for view in 1..=config.world.known_views {
+            let bytes = photo(&world, q, &mut rng)?;
+            let id = format!("{}{VIEW_SEP}{view}", q.id);
+            rows.push(seed_row(&world, q, &id, bytes, &engine_url, &corpus_dir)?);
+        }
+    }
+    dataset::write_parquet(&layout.known_views(), &rows)?;
+    let known_views = rows.len();
     write_json(&layout.world(), &world)?;
 
     // The tokenizer learns from everything the model will read or write.
@@ -304,6 +343,7 @@ pub fn generate(
         train_search_required: in_split(Split::Train, true),
         test_search_free: in_split(Split::Test, false),
         test_search_required: in_split(Split::Test, true),
+        known_views,
         vocab_size: tok.get_vocab_size(true),
         single_token_name_words: single as f64 / words.len().max(1) as f64,
         mean_question_tokens: mean(q_tokens.into_iter()),

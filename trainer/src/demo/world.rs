@@ -31,6 +31,11 @@ pub struct WorldConfig {
     pub required_per_free: f64,
     /// Test questions per known town (each a different kind when it can be).
     pub test_questions_per_known: usize,
+    /// Extra photos of each training question about a known town, for the
+    /// warm start only (`data/known_views.parquet`): knowing a town means
+    /// recognising it in a new photo, and a few photos per town teach only
+    /// those photos.
+    pub known_views: usize,
     /// Minimum coarse-signature distance between any two emblems.
     pub min_emblem_distance: f32,
 }
@@ -49,6 +54,7 @@ impl Default for WorldConfig {
             decoys: 40,
             required_per_free: 2.0,
             test_questions_per_known: 1,
+            known_views: 2,
             min_emblem_distance: 0.12,
         }
     }

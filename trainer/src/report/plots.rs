@@ -92,8 +92,41 @@ pub struct Panel {
     pub lines: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-/// The panels of `records` that have data, in `TRAINING_PANELS` order.
+/// The panels of `records` that have data, in `TRAINING_PANELS` order, with
+/// the search ratio per data source (`by_source/<source>/search_ratio`)
+/// after the overall one when the log has it.
 pub fn training_panels(records: &[StepRecord]) -> Vec<Panel> {
+    let mut panels = static_panels(records);
+    let sources: std::collections::BTreeSet<&str> = records
+        .iter()
+        .flat_map(|r| r.values.keys())
+        .filter_map(|k| k.strip_prefix("by_source/")?.strip_suffix("/search_ratio"))
+        .collect();
+    let lines: Vec<(String, Vec<(f64, f64)>)> = sources
+        .into_iter()
+        .filter_map(|src| {
+            let key = format!("by_source/{src}/search_ratio");
+            series(records, &[key.as_str()]).map(|(_, pts)| (src.to_string(), pts))
+        })
+        .collect();
+    if !lines.is_empty() {
+        let at = panels
+            .iter()
+            .position(|p| p.title == "search ratio")
+            .map_or(panels.len(), |i| i + 1);
+        panels.insert(
+            at,
+            Panel {
+                title: "search ratio by data source".into(),
+                y_range: (0.0, 1.0),
+                lines,
+            },
+        );
+    }
+    panels
+}
+
+fn static_panels(records: &[StepRecord]) -> Vec<Panel> {
     TRAINING_PANELS
         .iter()
         .filter_map(|spec| {
@@ -379,5 +412,28 @@ mod tests {
         assert_eq!(panels[0].title, "reward");
         let (lo, hi) = panels[0].y_range;
         assert!(lo < 0.2 && hi > 0.4);
+    }
+
+    #[test]
+    fn search_ratio_per_source_gets_its_panel_after_the_overall_one() {
+        let line = |step: u32, free: f64, req: f64| {
+            format!(
+                "{{\"step\":{step},\"search\":{{\"ratio\":0.5}},\"by_source\":{{\
+                 \"demo/free\":{{\"search_ratio\":{free},\"reward\":1}},\
+                 \"demo/req\":{{\"search_ratio\":{req}}}}}}}\n"
+            )
+        };
+        let text = line(1, 0.1, 0.9) + &line(2, 0.2, 0.8);
+        let recs = super::super::metrics_log::parse(&text, "m").unwrap();
+        let panels = training_panels(&recs);
+        let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, ["search ratio", "search ratio by data source"]);
+        let lines = &panels[1].lines;
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            ("demo/free".to_string(), vec![(1.0, 0.1), (2.0, 0.2)])
+        );
+        assert_eq!(lines[1].1, vec![(1.0, 0.9), (2.0, 0.8)]);
     }
 }

@@ -50,6 +50,10 @@ pub struct SftSection {
     /// direct workflow is this model told not to search rather than a
     /// prompt it never saw.
     pub direct_prompt_repeat: usize,
+    /// More datasets for SFT only, in `data.train`'s formats, taken whole
+    /// after `data.train`'s budget (the demo: more photos of the known
+    /// towns, `known_views.parquet`).
+    pub extra_train: Vec<String>,
 }
 
 impl Default for SftSection {
@@ -67,6 +71,7 @@ impl Default for SftSection {
             direct_repeat: 1,
             context_loss: false,
             direct_prompt_repeat: 0,
+            extra_train: Vec::new(),
         }
     }
 }

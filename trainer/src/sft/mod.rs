@@ -91,7 +91,12 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     );
     std::fs::write(run_dir.join(CONFIG_FILE), resolved)?;
 
-    let samples = budget_samples(base)?;
+    let mut samples = budget_samples(base)?;
+    for path in &sft.extra_train {
+        let extra = data::load(Path::new(path), &base.data.load_options())
+            .with_context(|| format!("sft.extra_train: {path:?}"))?;
+        samples.extend(extra.samples);
+    }
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
     let started = Instant::now();

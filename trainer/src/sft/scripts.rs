@@ -5,8 +5,8 @@
 //! `data_source` says which.
 
 use crate::data::Sample;
-use crate::demo::script;
 use crate::demo::world::{Question, World};
+use crate::demo::{VIEW_SEP, script};
 use crate::eval::Category;
 use crate::tools::ToolObservation;
 use anyhow::{Context, Result, bail};
@@ -26,7 +26,8 @@ pub trait TrajectorySource {
 }
 
 /// The demo world's scripts, found by the question id that names each
-/// question photo (`…/queries/<id>.jpg`, the row's `image_urls`).
+/// question photo (`…/queries/<id>.jpg` or `<id>@<view>.jpg`, the row's
+/// `image_urls`).
 pub struct DemoScripts {
     world: World,
     by_id: HashMap<String, usize>,
@@ -58,10 +59,12 @@ impl DemoScripts {
                 sample.id
             )
         })?;
-        let id = Path::new(url)
+        let stem = Path::new(url)
             .file_stem()
             .and_then(|s| s.to_str())
             .with_context(|| format!("{}: image URL {url:?} names no question", sample.id))?;
+        // Another photo of the same question (`known_views.parquet`).
+        let id = stem.split_once(VIEW_SEP).map_or(stem, |(q, _)| q);
         let q = self
             .by_id
             .get(id)

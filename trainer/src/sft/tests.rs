@@ -632,3 +632,45 @@ fn direct_prompt_copies_open_with_the_direct_workflows_turn() {
     .unwrap();
     assert!(err.to_string().contains("allows no search"), "{err}");
 }
+
+#[test]
+fn known_views_are_new_photos_of_search_free_training_questions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = demo::generate(tmp.path(), &small_world(), &[]).unwrap();
+    let layout = Layout::new(tmp.path());
+    let source = DemoScripts::load(&layout.world()).unwrap();
+    let opts = Default::default();
+    let train = crate::data::load(&layout.data(demo::world::Split::Train), &opts)
+        .unwrap()
+        .samples;
+    let views = crate::data::load(&layout.known_views(), &opts)
+        .unwrap()
+        .samples;
+    let per_question = small_world().world.known_views;
+    assert!(per_question > 0);
+    assert_eq!(views.len(), summary.train_search_free * per_question);
+    assert_eq!(summary.known_views, views.len());
+    let mut photos: std::collections::HashSet<&[u8]> =
+        train.iter().map(|s| s.images[0].as_slice()).collect();
+    for v in &views {
+        assert_eq!(v.data_source, SEARCH_FREE_SOURCE, "{}", v.id);
+        // The script of the question it shows: one direct answer.
+        let base_id = v.image_url.as_deref().unwrap().rsplit('/').next().unwrap();
+        let base_id = base_id.split(demo::VIEW_SEP).next().unwrap();
+        let base = train
+            .iter()
+            .find(|s| {
+                s.image_url
+                    .as_deref()
+                    .unwrap()
+                    .ends_with(&format!("/{base_id}.jpg"))
+            })
+            .unwrap_or_else(|| panic!("{}: no training question {base_id}", v.id));
+        assert_eq!(
+            (&v.question, &v.gold.ground_truth),
+            (&base.question, &base.gold.ground_truth)
+        );
+        assert_eq!(source.turns(v).unwrap(), source.turns(base).unwrap());
+        assert!(photos.insert(&v.images[0]), "{}: a photo seen before", v.id);
+    }
+}

@@ -2,10 +2,11 @@
 //! reward, its group advantage, and which groups carry signal.
 
 use super::config::AlgoConfig;
-use super::metrics::SearchMetrics;
+use super::metrics::{SearchMetrics, SourceMetrics};
 use crate::algo::{group_advantages, informative_groups};
 use crate::reward::{GoldAnswers, RewardBreakdown, RewardConfig, score};
 use crate::rollout::Trajectory;
+use std::collections::BTreeMap;
 
 pub struct ScoredBatch {
     pub rewards: Vec<RewardBreakdown>,
@@ -65,6 +66,30 @@ pub fn search_metrics(trajectories: &[Trajectory]) -> SearchMetrics {
         text_ratio: share(&|t| t.text_searches > 0),
         per_trajectory: mean(trajectories.iter().map(|t| t.searches() as f64)),
     }
+}
+
+/// Reward, accuracy and search ratio per data source; `sources[i]` is
+/// trajectory i's.
+pub fn source_metrics(
+    trajectories: &[Trajectory],
+    rewards: &[RewardBreakdown],
+    sources: &[&str],
+) -> BTreeMap<String, SourceMetrics> {
+    let mut out: BTreeMap<String, SourceMetrics> = BTreeMap::new();
+    for ((t, r), s) in trajectories.iter().zip(rewards).zip(sources) {
+        let m = out.entry(s.to_string()).or_default();
+        m.trajectories += 1;
+        m.reward += r.reward;
+        m.accuracy += r.accuracy;
+        m.search_ratio += f64::from(u8::from(t.searches() > 0));
+    }
+    for m in out.values_mut() {
+        let n = m.trajectories as f64;
+        m.reward /= n;
+        m.accuracy /= n;
+        m.search_ratio /= n;
+    }
+    out
 }
 
 /// (reward, accuracy, format) means.
@@ -145,5 +170,17 @@ mod tests {
             (r - 1.3 / 4.0).abs() < 1e-12 && a == 0.25 && f == 1.0,
             "{r} {a} {f}"
         );
+        let by = source_metrics(&ts, &b.rewards, &["free", "req", "free", "req"]);
+        assert_eq!(by.len(), 2);
+        let (free, req) = (&by["free"], &by["req"]);
+        assert_eq!(
+            (free.trajectories, free.accuracy, free.search_ratio),
+            (2, 0.5, 0.0)
+        );
+        assert_eq!(
+            (req.trajectories, req.accuracy, req.search_ratio),
+            (2, 0.0, 0.5)
+        );
+        assert!((free.reward - 0.55).abs() < 1e-12, "{}", free.reward);
     }
 }

@@ -5,6 +5,7 @@
 use super::update::UpdateStats;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ pub struct StepMetrics {
     pub accuracy: f64,
     pub format: f64,
     pub search: SearchMetrics,
+    /// The same per `data_source`, so a run shows whether it learns *when*
+    /// to search (e.g. search-free vs search-required rows).
+    pub by_source: BTreeMap<String, SourceMetrics>,
     /// Mean generated tokens per trajectory (all turns).
     pub response_length: f64,
     pub turns: f64,
@@ -41,6 +45,15 @@ pub struct SearchMetrics {
     pub text_ratio: f64,
     /// Searches per trajectory.
     pub per_trajectory: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceMetrics {
+    pub trajectories: usize,
+    pub reward: f64,
+    pub accuracy: f64,
+    /// Share of the source's trajectories that used any search.
+    pub search_ratio: f64,
 }
 
 /// Wall seconds, from the model thread's view.

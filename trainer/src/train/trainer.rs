@@ -10,7 +10,7 @@
 //! RUN_DIR/tensorboard/events.out.tfevents.*   (run.tensorboard)
 //! ```
 
-use super::batch::{mean, reward_means, score_batch, search_metrics};
+use super::batch::{mean, reward_means, score_batch, search_metrics, source_metrics};
 use super::checkpoint::{self, CheckpointState};
 use super::config::{DataConfig, TrainConfig};
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
@@ -272,9 +272,11 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         let n = self.cfg.rollout.n;
         let mut requests = Vec::with_capacity(picks.len() * n);
         let mut golds = Vec::with_capacity(picks.len() * n);
+        let mut sources = Vec::with_capacity(picks.len() * n);
         for &i in &picks {
             let s = &self.samples[i];
             for _ in 0..n {
+                sources.push(s.data_source.as_str());
                 requests.push(RolloutRequest {
                     question: s.question.clone(),
                     image: s.images[0].clone(),
@@ -326,6 +328,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             accuracy,
             format,
             search: search_metrics(&trajectories),
+            by_source: source_metrics(&trajectories, &scored.rewards, &sources),
             response_length: mean(trajectories.iter().map(|t| t.response_tokens() as f64)),
             turns: mean(trajectories.iter().map(|t| t.turns.len() as f64)),
             tool_errors: trajectories.iter().map(|t| t.tool_errors).sum(),
