@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// `rollout` only: sessions per generation call.
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// `rollout` only: how long async waits for sibling search results, ms
+    /// (`rollout.batch_linger_ms`; 0: never).
+    #[arg(long)]
+    pub batch_linger_ms: Option<u64>,
     /// `rollout` only: the fake tools' latency, ms.
     #[arg(long)]
     pub tool_latency_ms: Option<u64>,
@@ -81,6 +85,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             opts.n = args.n.unwrap_or(opts.n);
             opts.max_turn_tokens = args.max_turn_tokens.unwrap_or(opts.max_turn_tokens);
             opts.max_batch = args.max_batch.unwrap_or(opts.max_batch);
+            opts.batch_linger_ms = args.batch_linger_ms.unwrap_or(opts.batch_linger_ms);
             if let Some(ms) = args.tool_latency_ms {
                 opts.tool_latency = std::time::Duration::from_millis(ms);
             }

@@ -145,6 +145,8 @@ pub struct RolloutBenchOptions {
     pub max_turn_tokens: usize,
     /// Sessions per generation call (0: no cap), as GPU memory imposes.
     pub max_batch: usize,
+    /// Async's wait for sibling search results (`rollout.batch_linger_ms`).
+    pub batch_linger_ms: u64,
     pub tool_latency: Duration,
     /// Runs of each mode, alternating; the best counts (other load on the
     /// machine only ever adds time).
@@ -176,6 +178,7 @@ impl Default for RolloutBenchOptions {
             n: 4,
             max_turn_tokens: 32,
             max_batch: 8,
+            batch_linger_ms: RolloutConfig::default().batch_linger_ms,
             tool_latency: Duration::from_millis(200),
             rollout_repeats: 3,
             grpo_trajectories: 32,
@@ -239,6 +242,7 @@ pub struct RolloutBenchReport {
     pub trajectories: usize,
     pub tool_latency_ms: f64,
     pub max_batch: usize,
+    pub batch_linger_ms: u64,
     /// The RAG-shaped batch (every trajectory searches twice).
     pub async_ms: f64,
     pub sync_ms: f64,
@@ -305,6 +309,7 @@ fn rollout_cfg(o: &RolloutBenchOptions, mode: RolloutMode) -> RolloutConfig {
         max_turn_tokens: o.max_turn_tokens,
         max_response_tokens: 3 * o.max_turn_tokens,
         max_batch: o.max_batch,
+        batch_linger_ms: o.batch_linger_ms,
         ..RolloutConfig::default()
     }
 }
@@ -660,6 +665,7 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         trajectories: o.prompts * o.n,
         tool_latency_ms: o.tool_latency.as_secs_f64() * 1e3,
         max_batch: o.max_batch,
+        batch_linger_ms: o.batch_linger_ms,
         async_ms: rag.async_run.wall_ms,
         sync_ms: rag.sync_run.wall_ms,
         async_speedup: rag.async_speedup,
@@ -679,8 +685,14 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
 
 pub fn print_table(r: &RolloutBenchReport) {
     println!(
-        "rollout batch: {} trajectories of the {}, {} on {}, tools {:.0} ms, ≤{} sessions per generation call (best of runs)",
-        r.trajectories, r.policy, r.dtype, r.device, r.tool_latency_ms, r.max_batch
+        "rollout batch: {} trajectories of the {}, {} on {}, tools {:.0} ms, ≤{} sessions per generation call, async lingers {} ms for sibling results (best of runs)",
+        r.trajectories,
+        r.policy,
+        r.dtype,
+        r.device,
+        r.tool_latency_ms,
+        r.max_batch,
+        r.batch_linger_ms
     );
     for c in [&r.rag, &r.on_demand] {
         print_modes(c);

@@ -31,6 +31,11 @@ pub struct RolloutConfig {
     pub max_response_tokens: usize,
     /// Most sessions per generation call (0: no cap).
     pub max_batch: usize,
+    /// Async: after a search result arrives, keep taking results while the
+    /// next one follows within this many ms (and the call is not full), so
+    /// searches launched together come back as one call, not one each.
+    /// A launch-bound device (a GPU) pays per call, not per session.
+    pub batch_linger_ms: u64,
     pub temperature: f64,
     pub top_p: f64,
     pub top_k: usize,
@@ -51,6 +56,7 @@ impl Default for RolloutConfig {
             max_turn_tokens: 2048,
             max_response_tokens: 8192,
             max_batch: 0,
+            batch_linger_ms: 2,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,

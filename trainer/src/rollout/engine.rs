@@ -110,6 +110,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         let mut call = 0u64;
         loop {
             // Take in whatever searches have finished; sync mode waits for all.
+            let mut arrived = false;
             loop {
                 let msg = if in_flight > 0
                     && (self.cfg.mode == RolloutMode::Sync || !any_ready(&slots))
@@ -127,6 +128,17 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 in_flight -= 1;
                 stats.tool_busy += msg.took;
                 self.deliver(policy, &mut slots[msg.slot], msg, requests)?;
+                arrived = true;
+            }
+            if self.cfg.mode == RolloutMode::Async && arrived {
+                self.linger(
+                    policy,
+                    &mut slots,
+                    &rx,
+                    &mut in_flight,
+                    &mut stats,
+                    requests,
+                )?;
             }
             let ready: Vec<usize> = (0..slots.len())
                 .filter(|&i| matches!(slots[i].state, State::Ready))
@@ -207,6 +219,57 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
             })
             .collect();
         Ok((trajectories, stats))
+    }
+
+    /// Takes in search results that follow each other closely (siblings
+    /// launched by the same call), until the next call would be full, the
+    /// gap to the next result exceeds `batch_linger_ms`, or ten gaps' worth
+    /// of time has passed. Called only when a result has just arrived:
+    /// lingering over a ready set nobody is adding to would idle the model.
+    fn linger<P: Policy>(
+        &self,
+        policy: &mut P,
+        slots: &mut [Slot<P::Session>],
+        rx: &mpsc::Receiver<ToolDone>,
+        in_flight: &mut usize,
+        stats: &mut RolloutStats,
+        requests: &[RolloutRequest],
+    ) -> Result<()> {
+        let gap = Duration::from_millis(self.cfg.batch_linger_ms);
+        if gap.is_zero() || *in_flight == 0 {
+            return Ok(());
+        }
+        let cap = if self.cfg.max_batch == 0 {
+            usize::MAX
+        } else {
+            self.cfg.max_batch
+        };
+        let t0 = Instant::now();
+        let until = t0 + 10 * gap;
+        while *in_flight > 0
+            && slots
+                .iter()
+                .filter(|s| matches!(s.state, State::Ready))
+                .count()
+                < cap
+        {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            match rx.recv_timeout(gap.min(until - now)) {
+                Ok(msg) => {
+                    *in_flight -= 1;
+                    stats.tool_busy += msg.took;
+                    let i = msg.slot;
+                    self.deliver(policy, &mut slots[i], msg, requests)?;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("search task vanished"),
+            }
+        }
+        stats.tool_wait += t0.elapsed();
+        Ok(())
     }
 
     /// Groups ready slots by their token budget for this turn (one

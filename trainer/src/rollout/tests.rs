@@ -49,6 +49,10 @@ fn script(text: &str) -> Vec<String> {
             "txt" => TXT.to_string(),
             "ans" => ANS.to_string(),
             "none" => "<reason>hmm</reason> I give up".to_string(),
+            // `t40`: a text search whose query is its latency (DelayedTools).
+            k if k.starts_with('t') && k[1..].parse::<u64>().is_ok() => {
+                format!("<reason>r</reason><text_search>{}</text_search>", &k[1..])
+            }
             other => other.to_string(),
         })
         .collect()
@@ -411,4 +415,49 @@ fn async_batches_that_mix_rounds_keep_every_session() {
         assert_eq!(a.turn_texts(), s.turn_texts());
         assert_eq!(a.transcript.tokens, s.transcript.tokens);
     }
+}
+
+/// Text searches that answer after as many ms as their query says.
+struct DelayedTools;
+
+impl SearchTools for DelayedTools {
+    fn image_search<'a>(&'a self, _: &'a ImageQuery) -> ToolFuture<'a> {
+        Box::pin(async { ToolObservation::text("no images") })
+    }
+    fn text_search<'a>(&'a self, q: &'a str) -> ToolFuture<'a> {
+        Box::pin(async move {
+            let ms: u64 = q.trim().parse().expect("a latency in ms");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ToolObservation::text(format!("results after {ms} ms"))
+        })
+    }
+}
+
+#[test]
+fn async_lingers_for_sibling_results_then_generates_them_together() {
+    let rt = runtime();
+    // One call launches eight searches that answer 5 ms apart.
+    let reqs: Vec<_> = (0..8)
+        .map(|i| request(&format!("t{},ans", 40 + 5 * i)))
+        .collect();
+    let run = |linger| {
+        let cfg = RolloutConfig {
+            batch_linger_ms: linger,
+            ..Default::default()
+        };
+        let eng = engine(cfg, DelayedTools, &rt);
+        let mut policy = ScriptedPolicy::new(script).with_cost(Duration::from_micros(200));
+        let (t, _) = eng.run(&mut policy, &reqs, 0).unwrap();
+        assert!(t.iter().all(|t| t.end == EndReason::Answered), "{t:?}");
+        policy.calls
+    };
+    assert_eq!(run(40), vec![8, 8], "gaps under the linger: one call");
+    let calls = run(0);
+    assert!(
+        calls.len() >= 5,
+        "without it, results 5 ms apart start their own calls: {calls:?}"
+    );
+    // A gap over the linger is not waited out.
+    let calls = run(1);
+    assert!(calls.len() >= 5, "1 ms linger, 5 ms gaps: {calls:?}");
 }
