@@ -67,7 +67,8 @@ pub struct Transcript {
     /// The whole conversation: prompt, assistant turns, user/tool turns.
     pub tokens: Vec<i64>,
     /// 1 on tokens the policy generated, 0 on everything else (prompt, user
-    /// and tool turns, image pads, the template's framing tokens).
+    /// and tool turns, image pads, the template's framing tokens). SFT may
+    /// widen it and put a loss weight above 1 on a token.
     pub response_mask: Vec<u8>,
     /// Sampling log-probs aligned with `tokens` (0.0 where the mask is 0).
     pub sample_logprobs: Vec<f32>,
@@ -78,7 +79,7 @@ pub struct Transcript {
 
 impl Transcript {
     pub fn response_len(&self) -> usize {
-        self.response_mask.iter().filter(|&&m| m == 1).count()
+        self.response_mask.iter().filter(|&&m| m != 0).count()
     }
 }
 

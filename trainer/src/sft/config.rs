@@ -54,6 +54,11 @@ pub struct SftSection {
     /// after `data.train`'s budget (the demo: more photos of the known
     /// towns, `known_views.parquet`).
     pub extra_train: Vec<String>,
+    /// Loss weight of the first two tokens of each assistant turn
+    /// (`<reason>` and the word after it), where the demo's scripted turns
+    /// commit to answering or searching; otherwise that choice is one token
+    /// among a hundred. 1: a plain token mean.
+    pub turn_open_weight: u8,
 }
 
 impl Default for SftSection {
@@ -72,6 +77,7 @@ impl Default for SftSection {
             context_loss: false,
             direct_prompt_repeat: 0,
             extra_train: Vec::new(),
+            turn_open_weight: 1,
         }
     }
 }
@@ -105,6 +111,9 @@ impl Section for SftSection {
         }
         if self.micro_batch == 0 {
             errs.push("sft.micro_batch must be at least 1".to_string());
+        }
+        if self.turn_open_weight == 0 {
+            errs.push("sft.turn_open_weight must be at least 1".to_string());
         }
         if self.direct_repeat == 0 {
             errs.push("sft.direct_repeat must be at least 1".to_string());

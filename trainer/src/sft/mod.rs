@@ -20,7 +20,10 @@ pub mod transcripts;
 pub use config::{PolicyInit, SftSection};
 pub use fit::{FitOptions, StepMetrics, fit, mean_nll};
 pub use scripts::{DemoScripts, TrajectorySource};
-pub use transcripts::{BuildOptions, DataStats, SftData, build_transcripts, with_context_mask};
+pub use transcripts::{
+    BuildOptions, DataStats, SftData, build_transcripts, with_context_mask,
+    with_turn_openings_weighted,
+};
 
 use crate::data::{self, DataCursor, Sample};
 use crate::eval::command::progress_bar;
@@ -160,11 +163,18 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     for t in &direct_prompted {
         train_set.extend(std::iter::repeat_n(t, sft.direct_prompt_repeat).cloned());
     }
-    if sft.context_loss {
+    if sft.context_loss || sft.turn_open_weight > 1 {
         let skip = policy.vision_placeholders();
         train_set = train_set
             .iter()
-            .map(|t| with_context_mask(t, &skip))
+            .map(|t| {
+                let widened = if sft.context_loss {
+                    with_context_mask(t, &skip)
+                } else {
+                    t.clone()
+                };
+                with_turn_openings_weighted(&widened, &t.response_mask, sft.turn_open_weight)
+            })
             .collect();
     }
 

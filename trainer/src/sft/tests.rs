@@ -596,6 +596,27 @@ fn context_mask_covers_every_predictable_token_but_image_placeholders() {
 }
 
 #[test]
+fn turn_openings_get_their_weight_and_the_rest_keeps_its_mask() {
+    let t = Transcript {
+        tokens: vec![5, 7, 8, 9, 10, 11, 12, 13, 14],
+        // Two assistant turns: 2..=4 and 7..=8.
+        response_mask: vec![0, 0, 1, 1, 1, 0, 0, 1, 1],
+        sample_logprobs: vec![0.0; 9],
+        images: vec![],
+    };
+    let w = with_turn_openings_weighted(&t, &t.response_mask, 4);
+    assert_eq!(w.response_mask, vec![0, 0, 4, 4, 1, 0, 0, 4, 4]);
+    assert_eq!(w.response_len(), 5, "a weight counts as one token");
+    // On a widened mask the context keeps weight 1.
+    let c = with_context_mask(&t, &[]);
+    let w = with_turn_openings_weighted(&c, &t.response_mask, 3);
+    assert_eq!(w.response_mask, vec![0, 1, 3, 3, 1, 1, 1, 3, 3]);
+    // Weight 1 changes nothing.
+    let same = with_turn_openings_weighted(&c, &t.response_mask, 1);
+    assert_eq!(same.response_mask, c.response_mask);
+}
+
+#[test]
 fn direct_prompt_copies_open_with_the_direct_workflows_turn() {
     let samples = [sample("q1")];
     let mut policy = BigramPolicy::new(1, 0.0);

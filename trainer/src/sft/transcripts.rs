@@ -245,6 +245,24 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     Ok(out)
 }
 
+/// `t` (its mask already widened, e.g. by [`with_context_mask`]) with loss
+/// weight `w` on the first two tokens of each assistant turn, the turns
+/// being the runs of 1 in `assistant`, the mask the turns were built with.
+pub fn with_turn_openings_weighted(t: &Transcript, assistant: &[u8], w: u8) -> Transcript {
+    let mut out = t.clone();
+    for (i, &m) in assistant.iter().enumerate() {
+        let opens = m == 1 && (i == 0 || assistant[i - 1] == 0);
+        if opens {
+            for j in i..(i + 2).min(assistant.len()) {
+                if assistant[j] == 1 {
+                    out.response_mask[j] = w;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `t` with the loss mask on every token that has a prefix to predict it
 /// from, except the ids in `skip` (image placeholders): SFT's
 /// `context_loss`.
