@@ -34,7 +34,8 @@ pub struct RolloutConfig {
     /// Async: after a search result arrives, keep taking results while the
     /// next one follows within this many ms (and the call is not full), so
     /// searches launched together come back as one call, not one each.
-    /// A launch-bound device (a GPU) pays per call, not per session.
+    /// A launch-bound device (a GPU) pays per call, not per session. 0: off
+    /// (on 2 CPU cores calls are slow enough that siblings arrive together).
     pub batch_linger_ms: u64,
     pub temperature: f64,
     pub top_p: f64,
@@ -56,7 +57,7 @@ impl Default for RolloutConfig {
             max_turn_tokens: 2048,
             max_response_tokens: 8192,
             max_batch: 0,
-            batch_linger_ms: 2,
+            batch_linger_ms: 0,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,
