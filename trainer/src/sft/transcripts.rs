@@ -250,14 +250,12 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
 /// being the runs of 1 in `assistant`, the mask the turns were built with.
 pub fn with_turn_openings_weighted(t: &Transcript, assistant: &[u8], w: u8) -> Transcript {
     let mut out = t.clone();
-    for (i, &m) in assistant.iter().enumerate() {
-        let opens = m == 1 && (i == 0 || assistant[i - 1] == 0);
-        if opens {
-            for j in i..(i + 2).min(assistant.len()) {
-                if assistant[j] == 1 {
-                    out.response_mask[j] = w;
-                }
-            }
+    // Tokens into the current turn: 0 outside one.
+    let mut into = 0;
+    for (m, &a) in out.response_mask.iter_mut().zip(assistant) {
+        into = if a == 1 { into + 1 } else { 0 };
+        if (1..=2).contains(&into) {
+            *m = w;
         }
     }
     out
