@@ -125,9 +125,14 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                         Err(_) => break,
                     }
                 };
-                in_flight -= 1;
-                stats.tool_busy += msg.took;
-                self.deliver(policy, &mut slots[msg.slot], msg, requests)?;
+                self.take_result(
+                    policy,
+                    &mut slots,
+                    msg,
+                    &mut in_flight,
+                    &mut stats,
+                    requests,
+                )?;
                 arrived = true;
             }
             if self.cfg.mode == RolloutMode::Async && arrived {
@@ -239,11 +244,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         if gap.is_zero() || *in_flight == 0 {
             return Ok(());
         }
-        let cap = if self.cfg.max_batch == 0 {
-            usize::MAX
-        } else {
-            self.cfg.max_batch
-        };
+        let cap = self.call_cap();
         let t0 = Instant::now();
         let until = t0 + 10 * gap;
         while *in_flight > 0
@@ -258,18 +259,38 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 break;
             }
             match rx.recv_timeout(gap.min(until - now)) {
-                Ok(msg) => {
-                    *in_flight -= 1;
-                    stats.tool_busy += msg.took;
-                    let i = msg.slot;
-                    self.deliver(policy, &mut slots[i], msg, requests)?;
-                }
+                Ok(msg) => self.take_result(policy, slots, msg, in_flight, stats, requests)?,
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("search task vanished"),
             }
         }
         stats.tool_wait += t0.elapsed();
         Ok(())
+    }
+
+    /// Books a finished search and shows it to its trajectory.
+    fn take_result<P: Policy>(
+        &self,
+        policy: &mut P,
+        slots: &mut [Slot<P::Session>],
+        msg: ToolDone,
+        in_flight: &mut usize,
+        stats: &mut RolloutStats,
+        requests: &[RolloutRequest],
+    ) -> Result<()> {
+        *in_flight -= 1;
+        stats.tool_busy += msg.took;
+        let i = msg.slot;
+        self.deliver(policy, &mut slots[i], msg, requests)
+    }
+
+    /// Most sessions in one generation call.
+    fn call_cap(&self) -> usize {
+        if self.cfg.max_batch == 0 {
+            usize::MAX
+        } else {
+            self.cfg.max_batch
+        }
     }
 
     /// Groups ready slots by their token budget for this turn (one
@@ -290,11 +311,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 .or_default()
                 .push(i);
         }
-        let cap = if self.cfg.max_batch == 0 {
-            usize::MAX
-        } else {
-            self.cfg.max_batch
-        };
+        let cap = self.call_cap();
         let mut out = Vec::new();
         for (budget, idx) in by_budget.into_iter().rev() {
             for chunk in idx.chunks(cap) {

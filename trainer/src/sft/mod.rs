@@ -21,8 +21,7 @@ pub use config::{PolicyInit, SftSection};
 pub use fit::{FitOptions, StepMetrics, fit, mean_nll};
 pub use scripts::{DemoScripts, TrajectorySource};
 pub use transcripts::{
-    BuildOptions, DataStats, SftData, build_transcripts, with_context_mask,
-    with_turn_openings_weighted,
+    BuildOptions, DataStats, SftData, build_transcripts, weight_turn_openings, with_context_mask,
 };
 
 use crate::data::{self, DataCursor, Sample};
@@ -168,12 +167,17 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         train_set = train_set
             .iter()
             .map(|t| {
-                let widened = if sft.context_loss {
+                let mut out = if sft.context_loss {
                     with_context_mask(t, &skip)
                 } else {
                     t.clone()
                 };
-                with_turn_openings_weighted(&widened, &t.response_mask, sft.turn_open_weight)
+                weight_turn_openings(
+                    &mut out.response_mask,
+                    &t.response_mask,
+                    sft.turn_open_weight,
+                );
+                out
             })
             .collect();
     }

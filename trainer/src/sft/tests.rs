@@ -604,15 +604,20 @@ fn turn_openings_get_their_weight_and_the_rest_keeps_its_mask() {
         sample_logprobs: vec![0.0; 9],
         images: vec![],
     };
-    let w = with_turn_openings_weighted(&t, &t.response_mask, 4);
+    let weighted = |base: &Transcript, w| {
+        let mut out = base.clone();
+        weight_turn_openings(&mut out.response_mask, &t.response_mask, w);
+        out
+    };
+    let w = weighted(&t, 4);
     assert_eq!(w.response_mask, vec![0, 0, 4, 4, 1, 0, 0, 4, 4]);
     assert_eq!(w.response_len(), 5, "a weight counts as one token");
     // On a widened mask the context keeps weight 1.
     let c = with_context_mask(&t, &[]);
-    let w = with_turn_openings_weighted(&c, &t.response_mask, 3);
+    let w = weighted(&c, 3);
     assert_eq!(w.response_mask, vec![0, 1, 3, 3, 1, 1, 1, 3, 3]);
     // Weight 1 changes nothing.
-    let same = with_turn_openings_weighted(&c, &t.response_mask, 1);
+    let same = weighted(&c, 1);
     assert_eq!(same.response_mask, c.response_mask);
 }
 

@@ -245,20 +245,18 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     Ok(out)
 }
 
-/// `t` (its mask already widened, e.g. by [`with_context_mask`]) with loss
-/// weight `w` on the first two tokens of each assistant turn, the turns
-/// being the runs of 1 in `assistant`, the mask the turns were built with.
-pub fn with_turn_openings_weighted(t: &Transcript, assistant: &[u8], w: u8) -> Transcript {
-    let mut out = t.clone();
+/// Puts loss weight `w` into `mask` (a transcript's, perhaps widened by
+/// [`with_context_mask`]) on the first two tokens of each assistant turn,
+/// the turns being the runs of 1 in `assistant`, the mask they were built with.
+pub fn weight_turn_openings(mask: &mut [u8], assistant: &[u8], w: u8) {
     // Tokens into the current turn: 0 outside one.
     let mut into = 0;
-    for (m, &a) in out.response_mask.iter_mut().zip(assistant) {
+    for (m, &a) in mask.iter_mut().zip(assistant) {
         into = if a == 1 { into + 1 } else { 0 };
         if (1..=2).contains(&into) {
             *m = w;
         }
     }
-    out
 }
 
 /// `t` with the loss mask on every token that has a prefix to predict it
