@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Python scripts under tests/ find the venv; tch finds libtorch via .cargo/config.toml.
 export MMSR_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help setup venv wasm-target tools build test demo bench fmt clippy lint clean
+.PHONY: help setup venv wasm-target tools deps build test demo bench fmt clippy lint clean
 
 help:
 	@echo "make demo   # the whole demo chain on embedded defaults"
@@ -51,10 +51,19 @@ tools: wasm-target
 	mkdir -p $(WASM_DIST)
 	for f in $(WASM_OUT)/*.wasm; do cmp -s "$$f" "$(WASM_DIST)/$$(basename $$f)" || cp "$$f" $(WASM_DIST)/; done
 
-build: venv
+# The crates that do not need libtorch: they build while pip installs torch.
+NO_TORCH_DEPS := wasmtime-wasi-http tantivy parquet tokenizers minijinja image@0.25 reqwest axum \
+	redb plotters clap tracing-subscriber indicatif cap-std safetensors
+deps:
+	$(CARGO) build $(RELEASE) $(addprefix -p ,$(NO_TORCH_DEPS))
+
+build: venv deps
 	$(CARGO) build $(RELEASE)
 
-setup: venv tools build
+# pip (mostly download and unpacking) overlaps the CPU-bound builds.
+setup:
+	$(MAKE) -j3 --output-sync=target venv tools deps
+	$(MAKE) build
 
 test: setup
 	$(CARGO) test $(RELEASE) --workspace
