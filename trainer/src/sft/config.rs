@@ -59,6 +59,11 @@ pub struct SftSection {
     /// commit to answering or searching; otherwise that choice is one token
     /// among a hundred. 1: a plain token mean.
     pub turn_open_weight: u8,
+    /// β of a confidence penalty (Pereyra et al., 2017): the loss is the
+    /// token-mean of NLL − β·entropy over the same mask. A warm start that
+    /// ends sure of every token leaves GRPO groups whose rollouts hardly
+    /// differ. 0: off.
+    pub confidence_penalty: f64,
 }
 
 impl Default for SftSection {
@@ -78,6 +83,7 @@ impl Default for SftSection {
             direct_prompt_repeat: 0,
             extra_train: Vec::new(),
             turn_open_weight: 1,
+            confidence_penalty: 0.0,
         }
     }
 }
@@ -114,6 +120,12 @@ impl Section for SftSection {
         }
         if self.turn_open_weight == 0 {
             errs.push("sft.turn_open_weight must be at least 1".to_string());
+        }
+        if !(self.confidence_penalty >= 0.0 && self.confidence_penalty.is_finite()) {
+            errs.push(format!(
+                "sft.confidence_penalty must be finite and >= 0, got {}",
+                self.confidence_penalty
+            ));
         }
         if self.direct_repeat == 0 {
             errs.push("sft.direct_repeat must be at least 1".to_string());
@@ -180,6 +192,8 @@ mod tests {
             e.contains("sft.batch_size") && e.contains("sft.micro_batch"),
             "{e}"
         );
+        let e = err(OK, &["sft.confidence_penalty=-0.1"]);
+        assert!(e.contains("sft.confidence_penalty"), "{e}");
         let e = err(OK, &["sft.init=pretrained"]);
         assert!(e.contains("[sft]") && e.contains("pretrained"), "{e}");
         let e = err(OK, &["sft.epochs=3"]);

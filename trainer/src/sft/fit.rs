@@ -29,6 +29,8 @@ pub struct FitOptions {
     pub adamw: AdamWConfig,
     /// Max global gradient norm (0: no clipping).
     pub grad_clip: f64,
+    /// β: the loss is the masked token-mean of NLL − β·entropy (0: NLL).
+    pub confidence_penalty: f64,
 }
 
 impl FitOptions {
@@ -54,6 +56,10 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     pub tokens: usize,
     pub epoch: u64,
+    /// Masked token-mean entropy of the step's batch, when the confidence
+    /// penalty asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -63,7 +69,7 @@ struct Line<'a> {
 }
 
 /// The mask as a float tensor [B, L] (L = the longest transcript).
-fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
+pub(crate) fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
     let len = batch
         .iter()
         .map(|t| t.tokens.len())
@@ -148,18 +154,27 @@ pub fn fit<P: TrainablePolicy>(
         let tokens: usize = picked.iter().map(|t| t.response_len()).sum();
         opt.zero_grad();
         let mut loss_sum = 0.0;
+        let mut entropy_sum = 0.0;
+        let beta = opts.confidence_penalty;
         for micro in picked.chunks(opts.micro_batch) {
             let mask = mask_tensor(micro, device);
-            policy.backward_scores(micro, 1.0, false, &mut |scores| {
+            policy.backward_scores(micro, 1.0, beta > 0.0, &mut |scores| {
                 // Summed over this micro-batch, divided by the step's token
                 // count: micro-batches add up to the step's token mean.
-                let loss = masked_sum_over(
+                let nll = masked_sum_over(
                     &(-scores.logprobs.to_kind(Kind::Float)),
                     &mask,
                     tokens as f64,
                 );
-                loss_sum += loss.double_value(&[]);
-                Ok(loss)
+                loss_sum += nll.double_value(&[]);
+                match &scores.entropy {
+                    Some(h) if beta > 0.0 => {
+                        let h = masked_sum_over(&h.to_kind(Kind::Float), &mask, tokens as f64);
+                        entropy_sum += h.double_value(&[]);
+                        Ok(nll - h * beta)
+                    }
+                    _ => Ok(nll),
+                }
             })?;
         }
         if !loss_sum.is_finite() {
@@ -174,6 +189,7 @@ pub fn fit<P: TrainablePolicy>(
             grad_norm,
             tokens,
             epoch,
+            entropy: (beta > 0.0).then_some(entropy_sum),
         };
         if let Some(w) = log.as_mut() {
             serde_json::to_writer(&mut *w, &Line { step, sft: &m })?;

@@ -196,6 +196,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         min_lr_ratio: a.min_lr_ratio,
         adamw: a.adamw(),
         grad_clip: a.grad_clip,
+        confidence_penalty: sft.confidence_penalty,
     };
     let started = Instant::now();
     let progress = progress_bar(base.run.progress, opts.steps(train_set.len()), "sft steps");

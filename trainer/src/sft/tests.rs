@@ -306,6 +306,7 @@ fn fit_opts(steps: usize) -> FitOptions {
             ..Default::default()
         },
         grad_clip: 1.0,
+        confidence_penalty: 0.0,
     }
 }
 
@@ -367,6 +368,55 @@ fn sft_lowers_the_loss_and_makes_the_trained_behaviour_more_likely() {
     assert_eq!((name.as_str(), points.len()), ("sft/loss", 60));
     assert!((points[0].1 - first).abs() < 1e-9);
     assert!(!crate::report::plots::training_panels(&records).is_empty());
+}
+
+#[test]
+fn a_confidence_penalty_keeps_the_policy_less_sure_and_still_fits() {
+    let train: Vec<Sample> = (0..8).map(|i| sample(&format!("c {i}"))).collect();
+    let scripts: Vec<Vec<String>> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                turns(&[ANS])
+            } else {
+                turns(&[IMG, ANS])
+            }
+        })
+        .collect();
+    let run = |beta: f64| {
+        let mut p = BigramPolicy::new(7, 0.0);
+        let data = build(&mut p, &train, &scripts, &tools(), &opts()).unwrap();
+        let o = FitOptions {
+            confidence_penalty: beta,
+            ..fit_opts(60)
+        };
+        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        let refs: Vec<&Transcript> = data.transcripts.iter().collect();
+        let mask = super::fit::mask_tensor(&refs, p.device());
+        let tokens: usize = refs.iter().map(|t| t.response_len()).sum();
+        let entropy = tch::no_grad(|| {
+            let s = p.score(&refs, 1.0, true).unwrap();
+            crate::algo::masked_sum_over(&s.entropy.unwrap(), &mask, tokens as f64)
+                .double_value(&[])
+        });
+        (h, entropy)
+    };
+    let (plain, h_plain) = run(0.0);
+    let (penalised, h_pen) = run(0.5);
+    assert!(plain.iter().all(|m| m.entropy.is_none()));
+    let logged = penalised.last().unwrap().entropy.unwrap();
+    assert!(
+        logged > 0.0,
+        "the step logs the entropy it penalised: {logged}"
+    );
+    assert!(
+        h_pen > h_plain + 0.1,
+        "entropy after SFT: {h_plain:.3} plain vs {h_pen:.3} with the penalty"
+    );
+    let (first, last) = (penalised[0].loss, penalised[59].loss);
+    assert!(
+        last < 0.7 * first,
+        "NLL still falls: {first:.3} → {last:.3}"
+    );
 }
 
 #[test]
