@@ -62,7 +62,7 @@ build: venv deps
 
 # pip (mostly download and unpacking) overlaps the CPU-bound builds.
 setup:
-	$(MAKE) -j3 --output-sync=target venv tools deps
+	$(MAKE) -j3 --output-sync=line venv tools deps
 	$(MAKE) build
 
 test: setup
