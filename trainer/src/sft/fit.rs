@@ -5,7 +5,7 @@
 
 use crate::algo::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm, masked_sum_over};
 use crate::data::DataCursor;
-use crate::policy::{TrainablePolicy, Transcript};
+use crate::policy::{TokenScores, TrainablePolicy, Transcript};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::io::Write;
@@ -69,7 +69,7 @@ struct Line<'a> {
 }
 
 /// The mask as a float tensor [B, L] (L = the longest transcript).
-pub(crate) fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
+fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
     let len = batch
         .iter()
         .map(|t| t.tokens.len())
@@ -90,17 +90,37 @@ pub(crate) fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor 
 /// Mean NLL per response token of `batch` under the current weights (no
 /// update): the number the loss tracks, for checks before and after.
 pub fn mean_nll<P: TrainablePolicy>(policy: &mut P, batch: &[&Transcript]) -> Result<f64> {
+    token_mean(policy, batch, false, |s| {
+        Ok(-s.logprobs.to_kind(Kind::Float))
+    })
+}
+
+/// Mean entropy per response token of `batch` under the current weights:
+/// what the confidence penalty raises.
+pub fn mean_entropy<P: TrainablePolicy>(policy: &mut P, batch: &[&Transcript]) -> Result<f64> {
+    token_mean(policy, batch, true, entropy_of)
+}
+
+/// The masked token mean of a per-token quantity of `batch`'s scores.
+fn token_mean<P: TrainablePolicy>(
+    policy: &mut P,
+    batch: &[&Transcript],
+    with_entropy: bool,
+    per_token: impl Fn(&TokenScores) -> Result<Tensor>,
+) -> Result<f64> {
     let tokens: usize = batch.iter().map(|t| t.response_len()).sum();
     tch::no_grad(|| {
-        let scores = policy.score(batch, 1.0, false)?;
+        let scores = policy.score(batch, 1.0, with_entropy)?;
         let mask = mask_tensor(batch, policy.device());
-        Ok(masked_sum_over(
-            &(-scores.logprobs.to_kind(Kind::Float)),
-            &mask,
-            tokens as f64,
-        )
-        .double_value(&[]))
+        Ok(masked_sum_over(&per_token(&scores)?, &mask, tokens as f64).double_value(&[]))
     })
+}
+
+fn entropy_of(scores: &TokenScores) -> Result<Tensor> {
+    match &scores.entropy {
+        Some(h) => Ok(h.to_kind(Kind::Float)),
+        None => bail!("the policy gave no entropy when asked for it"),
+    }
 }
 
 /// Trains `policy` on `data`; `on_step` sees each step's numbers (and
@@ -167,14 +187,12 @@ pub fn fit<P: TrainablePolicy>(
                     tokens as f64,
                 );
                 loss_sum += nll.double_value(&[]);
-                match &scores.entropy {
-                    Some(h) if beta > 0.0 => {
-                        let h = masked_sum_over(&h.to_kind(Kind::Float), &mask, tokens as f64);
-                        entropy_sum += h.double_value(&[]);
-                        Ok(nll - h * beta)
-                    }
-                    _ => Ok(nll),
+                if beta == 0.0 {
+                    return Ok(nll);
                 }
+                let h = masked_sum_over(&entropy_of(scores)?, &mask, tokens as f64);
+                entropy_sum += h.double_value(&[]);
+                Ok(nll - h * beta)
             })?;
         }
         if !loss_sum.is_finite() {

@@ -18,7 +18,7 @@ pub mod scripts;
 pub mod transcripts;
 
 pub use config::{PolicyInit, SftSection};
-pub use fit::{FitOptions, StepMetrics, fit, mean_nll};
+pub use fit::{FitOptions, StepMetrics, fit, mean_entropy, mean_nll};
 pub use scripts::{DemoScripts, TrajectorySource};
 pub use transcripts::{
     BuildOptions, DataStats, SftData, build_transcripts, weight_turn_openings, with_context_mask,

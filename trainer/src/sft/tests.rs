@@ -391,13 +391,7 @@ fn a_confidence_penalty_keeps_the_policy_less_sure_and_still_fits() {
         };
         let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
         let refs: Vec<&Transcript> = data.transcripts.iter().collect();
-        let mask = super::fit::mask_tensor(&refs, p.device());
-        let tokens: usize = refs.iter().map(|t| t.response_len()).sum();
-        let entropy = tch::no_grad(|| {
-            let s = p.score(&refs, 1.0, true).unwrap();
-            crate::algo::masked_sum_over(&s.entropy.unwrap(), &mask, tokens as f64)
-                .double_value(&[])
-        });
+        let entropy = mean_entropy(&mut p, &refs).unwrap();
         (h, entropy)
     };
     let (plain, h_plain) = run(0.0);
