@@ -48,6 +48,22 @@ pub fn informative_groups(rewards: &[f64], group_size: usize) -> Vec<bool> {
         .collect()
 }
 
+/// Per-trajectory weights that give each data source the same total weight
+/// in a batch, with a mean weight of 1: N / (S · n_s) for a trajectory of
+/// source s, with S sources and n_s trajectories of s. Scaling advantages by
+/// them keeps the majority source from setting a decision the sources share.
+pub fn source_balance_weights(sources: &[&str]) -> Vec<f64> {
+    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+    for s in sources {
+        *counts.entry(s).or_default() += 1;
+    }
+    let per_source = sources.len() as f64 / counts.len().max(1) as f64;
+    sources
+        .iter()
+        .map(|s| per_source / counts[s] as f64)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +110,14 @@ mod tests {
             informative_groups(&[1.0, 1.0, 0.0, 1.0, 0.1, 0.1], 2),
             vec![false, true, false]
         );
+    }
+
+    #[test]
+    fn balanced_sources_weigh_the_same_in_total() {
+        let w = source_balance_weights(&["req", "req", "free", "req", "req", "free"]);
+        // 4 req and 2 free over 6: each source totals 3.
+        assert!(close(&w, &[0.75, 0.75, 1.5, 0.75, 0.75, 1.5]), "{w:?}");
+        assert!(close(&source_balance_weights(&["a", "a"]), &[1.0, 1.0]));
+        assert!(source_balance_weights(&[]).is_empty());
     }
 }

@@ -7,7 +7,7 @@ mod objective;
 mod optim;
 mod schedule;
 
-pub use advantage::{group_advantages, informative_groups};
+pub use advantage::{group_advantages, informative_groups, source_balance_weights};
 pub use loss::{clipped_policy_loss, low_var_kl, masked_mean, masked_sum_over};
 pub use objective::{MicroBatch, ObjectiveConfig, ObjectiveTerms, grpo_objective};
 pub use optim::{AdamW, AdamWConfig, clip_grad_norm};

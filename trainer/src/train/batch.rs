@@ -3,7 +3,7 @@
 
 use super::config::AlgoConfig;
 use super::metrics::{SearchMetrics, SourceMetrics};
-use crate::algo::{group_advantages, informative_groups};
+use crate::algo::{group_advantages, informative_groups, source_balance_weights};
 use crate::reward::{GoldAnswers, RewardBreakdown, RewardConfig, score};
 use crate::rollout::Trajectory;
 use std::collections::BTreeMap;
@@ -17,10 +17,11 @@ pub struct ScoredBatch {
 }
 
 /// `trajectories` come in groups of `group_size` consecutive rollouts of
-/// one prompt; `golds[i]` belongs to trajectory i.
+/// one prompt; `golds[i]` and `sources[i]` belong to trajectory i.
 pub fn score_batch(
     trajectories: &[Trajectory],
     golds: &[&GoldAnswers],
+    sources: &[&str],
     group_size: usize,
     reward: &RewardConfig,
     algo: &AlgoConfig,
@@ -31,7 +32,12 @@ pub fn score_batch(
         .map(|(t, gold)| score(&t.turn_texts(), t.searches(), gold, reward))
         .collect();
     let values: Vec<f64> = rewards.iter().map(|r| r.reward).collect();
-    let advantages = group_advantages(&values, group_size, algo.norm_adv_by_std, algo.adv_eps);
+    let mut advantages = group_advantages(&values, group_size, algo.norm_adv_by_std, algo.adv_eps);
+    if algo.balance_sources {
+        for (a, w) in advantages.iter_mut().zip(source_balance_weights(sources)) {
+            *a *= w;
+        }
+    }
     let groups = if algo.filter_equal_groups {
         informative_groups(&values, group_size)
     } else {
@@ -148,7 +154,8 @@ mod tests {
             filter_equal_groups: true,
             ..Default::default()
         };
-        let b = score_batch(&ts, &golds, 2, &RewardConfig::default(), &algo);
+        let sources = ["free", "free", "req", "req"];
+        let b = score_batch(&ts, &golds, &sources, 2, &RewardConfig::default(), &algo);
         assert_eq!(b.rewards[0].reward, 1.0);
         assert!(
             (b.rewards[1].reward - 0.1).abs() < 1e-12,
@@ -170,6 +177,28 @@ mod tests {
             (r - 1.3 / 4.0).abs() < 1e-12 && a == 0.25 && f == 1.0,
             "{r} {a} {f}"
         );
+        let balanced = AlgoConfig {
+            balance_sources: true,
+            ..algo.clone()
+        };
+        let sources6 = ["free", "free", "free", "free", "req", "req"];
+        let mut ts6 = ts.clone();
+        ts6.extend([traj(&[right], 0, 0), traj(&[wrong], 0, 0)]);
+        let golds6 = vec![&gold; 6];
+        let plain = score_batch(&ts6, &golds6, &sources6, 2, &RewardConfig::default(), &algo);
+        let bal = score_batch(
+            &ts6,
+            &golds6,
+            &sources6,
+            2,
+            &RewardConfig::default(),
+            &balanced,
+        );
+        // 4 free and 2 req: free advantages × 0.75, req × 1.5.
+        for (i, w) in [0.75, 0.75, 0.75, 0.75, 1.5, 1.5].iter().enumerate() {
+            assert!((bal.advantages[i] - plain.advantages[i] * w).abs() < 1e-12);
+        }
+        assert!(bal.advantages[4] > plain.advantages[4]);
         let by = source_metrics(&ts, &b.rewards, &["free", "req", "free", "req"]);
         assert_eq!(by.len(), 2);
         let (free, req) = (&by["free"], &by["req"]);

@@ -170,6 +170,9 @@ pub struct AlgoConfig {
     pub kl_type: String,
     pub kl_coef: f64,
     pub entropy_coef: f64,
+    /// Scale advantages so that each `data_source` in a batch carries the
+    /// same total weight (e.g. search-free against search-required rows).
+    pub balance_sources: bool,
     /// Drop groups whose rewards are all equal before the update.
     pub filter_equal_groups: bool,
     /// Passes over each rollout batch.
@@ -190,6 +193,7 @@ impl Default for AlgoConfig {
             kl_type: "low_var_kl".into(),
             kl_coef: 0.001,
             entropy_coef: 0.0,
+            balance_sources: false,
             filter_equal_groups: false,
             ppo_epochs: 1,
             mini_batch: 0,

@@ -293,7 +293,14 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 mix(seed ^ ROLLOUT_SALT, k as u64),
             )
             .with_context(|| format!("step {k}: rollout"))?;
-        let scored = score_batch(&trajectories, &golds, n, &self.cfg.reward, &self.cfg.algo);
+        let scored = score_batch(
+            &trajectories,
+            &golds,
+            &sources,
+            n,
+            &self.cfg.reward,
+            &self.cfg.algo,
+        );
 
         let update_started = Instant::now();
         let (batch, advantages): (Vec<&Transcript>, Vec<f64>) = trajectories
