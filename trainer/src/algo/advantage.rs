@@ -48,20 +48,22 @@ pub fn informative_groups(rewards: &[f64], group_size: usize) -> Vec<bool> {
         .collect()
 }
 
-/// Per-trajectory weights that give each data source the same total weight
-/// in a batch, with a mean weight of 1: N / (S · n_s) for a trajectory of
-/// source s, with S sources and n_s trajectories of s. Scaling advantages by
-/// them keeps the majority source from setting a decision the sources share.
-pub fn source_balance_weights(sources: &[&str]) -> Vec<f64> {
+/// Per-trajectory weights ∝ n_s^(−γ) for a trajectory of data source s
+/// with n_s trajectories in the batch, scaled to a mean of 1. γ = 1 gives
+/// each source the same total weight, γ = 0 leaves every weight at 1.
+/// Scaling advantages by them keeps the majority source from setting alone
+/// a decision the sources share.
+pub fn source_balance_weights(sources: &[&str], gamma: f64) -> Vec<f64> {
     let mut counts: std::collections::HashMap<&str, usize> = Default::default();
     for s in sources {
         *counts.entry(s).or_default() += 1;
     }
-    let per_source = sources.len() as f64 / counts.len().max(1) as f64;
-    sources
+    let raw: Vec<f64> = sources
         .iter()
-        .map(|s| per_source / counts[s] as f64)
-        .collect()
+        .map(|s| (counts[s] as f64).powf(-gamma))
+        .collect();
+    let mean = raw.iter().sum::<f64>() / raw.len().max(1) as f64;
+    raw.iter().map(|w| w / mean).collect()
 }
 
 #[cfg(test)]
@@ -114,10 +116,19 @@ mod tests {
 
     #[test]
     fn balanced_sources_weigh_the_same_in_total() {
-        let w = source_balance_weights(&["req", "req", "free", "req", "req", "free"]);
-        // 4 req and 2 free over 6: each source totals 3.
+        let sources = ["req", "req", "free", "req", "req", "free"];
+        // 4 req and 2 free over 6: with γ = 1 each source totals 3.
+        let w = source_balance_weights(&sources, 1.0);
         assert!(close(&w, &[0.75, 0.75, 1.5, 0.75, 0.75, 1.5]), "{w:?}");
-        assert!(close(&source_balance_weights(&["a", "a"]), &[1.0, 1.0]));
-        assert!(source_balance_weights(&[]).is_empty());
+        assert!(close(&source_balance_weights(&sources, 0.0), &[1.0; 6]));
+        // γ = 0.5: weights ∝ 1/√n, so free/req = √2, and still a mean of 1.
+        let half = source_balance_weights(&sources, 0.5);
+        assert!((half[2] / half[0] - 2f64.sqrt()).abs() < 1e-9, "{half:?}");
+        assert!((half.iter().sum::<f64>() - 6.0).abs() < 1e-9);
+        assert!(close(
+            &source_balance_weights(&["a", "a"], 1.0),
+            &[1.0, 1.0]
+        ));
+        assert!(source_balance_weights(&[], 1.0).is_empty());
     }
 }

@@ -33,8 +33,9 @@ pub fn score_batch(
         .collect();
     let values: Vec<f64> = rewards.iter().map(|r| r.reward).collect();
     let mut advantages = group_advantages(&values, group_size, algo.norm_adv_by_std, algo.adv_eps);
-    if algo.balance_sources {
-        for (a, w) in advantages.iter_mut().zip(source_balance_weights(sources)) {
+    if algo.source_balance > 0.0 {
+        let weights = source_balance_weights(sources, algo.source_balance);
+        for (a, w) in advantages.iter_mut().zip(weights) {
             *a *= w;
         }
     }
@@ -178,7 +179,7 @@ mod tests {
             "{r} {a} {f}"
         );
         let balanced = AlgoConfig {
-            balance_sources: true,
+            source_balance: 1.0,
             ..algo.clone()
         };
         let sources6 = ["free", "free", "free", "free", "req", "req"];

@@ -170,9 +170,10 @@ pub struct AlgoConfig {
     pub kl_type: String,
     pub kl_coef: f64,
     pub entropy_coef: f64,
-    /// Scale advantages so that each `data_source` in a batch carries the
-    /// same total weight (e.g. search-free against search-required rows).
-    pub balance_sources: bool,
+    /// γ in [0, 1]: scale advantages by n_s^(−γ) (mean 1), n_s the batch's
+    /// trajectories of the same `data_source`. 1 gives each source (e.g.
+    /// search-free and search-required rows) the same total weight; 0 is off.
+    pub source_balance: f64,
     /// Drop groups whose rewards are all equal before the update.
     pub filter_equal_groups: bool,
     /// Passes over each rollout batch.
@@ -193,7 +194,7 @@ impl Default for AlgoConfig {
             kl_type: "low_var_kl".into(),
             kl_coef: 0.001,
             entropy_coef: 0.0,
-            balance_sources: false,
+            source_balance: 0.0,
             filter_equal_groups: false,
             ppo_epochs: 1,
             mini_batch: 0,
@@ -377,6 +378,13 @@ impl TrainConfig {
             "algo.micro_batch must be at least 1".into(),
         );
         check(a.adv_eps > 0.0, "algo.adv_eps must be > 0".into());
+        check(
+            (0.0..=1.0).contains(&a.source_balance),
+            format!(
+                "algo.source_balance must be in [0, 1] (got {})",
+                a.source_balance
+            ),
+        );
         let o = &self.actor;
         check(
             o.lr > 0.0 && o.lr.is_finite(),
@@ -580,6 +588,13 @@ mod tests {
             .to_string();
         assert!(
             err.contains("rollout.n must be at least 1 (got 0)") && err.contains("reward.alpha"),
+            "{err}"
+        );
+        let err = parse("", &["algo.source_balance=1.5"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("algo.source_balance must be in [0, 1]"),
             "{err}"
         );
         let err = parse("", &["rollout.mode=fast"]).unwrap_err().to_string();
