@@ -90,8 +90,8 @@ const NOISE_SEARCH: f64 = 0.078;
 /// Issue 6's evidence on a seed the noise was not measured on, every
 /// direction above its noise. Fails today (README): GRPO raises the reward
 /// and teaches reading on every seed measured, but it learns to search on
-/// search-free questions too (80–100 % of them). It takes the whole default chain (about 8
-/// minutes); run it with `--ignored`.
+/// search-free questions too (80–100 % of them). It takes the whole default
+/// chain (about 6.5 minutes); run it with `--ignored`.
 #[test]
 #[ignore = "not achieved yet: see the README's demo section"]
 fn default_chain_learns_when_to_search_above_the_noise() {

@@ -90,9 +90,7 @@ fn mask_tensor(batch: &[&Transcript], device: tch::Device) -> Tensor {
 /// Mean NLL per response token of `batch` under the current weights (no
 /// update): the number the loss tracks, for checks before and after.
 pub fn mean_nll<P: TrainablePolicy>(policy: &mut P, batch: &[&Transcript]) -> Result<f64> {
-    token_mean(policy, batch, false, |s| {
-        Ok(-s.logprobs.to_kind(Kind::Float))
-    })
+    token_mean(policy, batch, false, |s| Ok(nll_of(s)))
 }
 
 /// Mean entropy per response token of `batch` under the current weights:
@@ -114,6 +112,10 @@ fn token_mean<P: TrainablePolicy>(
         let mask = mask_tensor(batch, policy.device());
         Ok(masked_sum_over(&per_token(&scores)?, &mask, tokens as f64).double_value(&[]))
     })
+}
+
+fn nll_of(scores: &TokenScores) -> Tensor {
+    -scores.logprobs.to_kind(Kind::Float)
 }
 
 fn entropy_of(scores: &TokenScores) -> Result<Tensor> {
@@ -181,11 +183,7 @@ pub fn fit<P: TrainablePolicy>(
             policy.backward_scores(micro, 1.0, beta > 0.0, &mut |scores| {
                 // Summed over this micro-batch, divided by the step's token
                 // count: micro-batches add up to the step's token mean.
-                let nll = masked_sum_over(
-                    &(-scores.logprobs.to_kind(Kind::Float)),
-                    &mask,
-                    tokens as f64,
-                );
+                let nll = masked_sum_over(&nll_of(scores), &mask, tokens as f64);
                 loss_sum += nll.double_value(&[]);
                 if beta == 0.0 {
                     return Ok(nll);
