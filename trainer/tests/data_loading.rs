@@ -170,3 +170,76 @@ fn jsonl_with_image_folder() {
     assert!(reasons[2].starts_with("3: missing `answer`"), "{reasons:?}");
     assert!(reasons[3].starts_with("4: not JSON"), "{reasons:?}");
 }
+
+/// The demo's writer (parquet's column writer, no Arrow) must give pyarrow
+/// the seed's schema and values, as veRL's loaders read them.
+#[test]
+fn demo_parquet_reads_in_pyarrow_as_the_seed_schema() {
+    use mmsr_trainer::demo::dataset::{ExtraInfo, SeedRow, write_parquet};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.parquet");
+    let row = |i: usize, urls: Option<Vec<String>>| SeedRow {
+        prompt: vec![("user".into(), format!("<image>question {i}"))],
+        images: vec![(vec![0xff, 0xd8, i as u8], format!("queries/{i}.jpg"))],
+        ground_truth: format!("answer {i}"),
+        candidate_answers: vec!["alt".into()],
+        data_source: "mmsr_demo/search_free".into(),
+        image_urls: urls,
+        extra: ExtraInfo {
+            id: format!("q{i}"),
+            split: "test".into(),
+            kind: "fact".into(),
+            entity: "Vorlak".into(),
+            search_required: i == 1,
+        },
+    };
+    write_parquet(
+        &path,
+        &[row(0, Some(vec!["http://h/a.jpg".into()])), row(1, None)],
+    )
+    .unwrap();
+    let code = r#"
+import json, sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+print(json.dumps({"schema": {f.name: str(f.type) for f in t.schema},
+                  "rows": t.to_pylist()}, default=lambda b: list(b)))
+"#;
+    let out = Command::new(python())
+        .args(["-c", code])
+        .arg(&path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema = &v["schema"];
+    assert_eq!(
+        schema["prompt"],
+        "list<element: struct<role: string not null, content: string not null> not null>"
+    );
+    assert_eq!(
+        schema["images"],
+        "list<element: struct<bytes: binary not null, path: string not null> not null>"
+    );
+    assert_eq!(
+        schema["reward_model"],
+        "struct<ground_truth: string not null, candidate_answers: string not null, style: string not null>"
+    );
+    assert_eq!(schema["data_source"], "string");
+    assert_eq!(schema["image_urls"], "list<element: string not null>");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["prompt"][0]["content"], "<image>question 0");
+    assert_eq!(
+        rows[1]["images"][0]["bytes"],
+        serde_json::json!([255, 216, 1])
+    );
+    assert_eq!(rows[1]["images"][0]["path"], "queries/1.jpg");
+    assert_eq!(rows[0]["reward_model"]["candidate_answers"], r#"["alt"]"#);
+    assert_eq!(rows[0]["image_urls"], serde_json::json!(["http://h/a.jpg"]));
+    assert!(rows[1]["image_urls"].is_null());
+    assert_eq!(rows[1]["extra_info"]["search_required"], true);
+}

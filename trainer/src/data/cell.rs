@@ -1,9 +1,8 @@
-//! Arrow cells as a small owned tree, so row parsing reads one shape whether
-//! pyarrow wrote Utf8 or LargeUtf8, List or LargeList.
+//! Parquet values as a small owned tree, so row parsing reads one shape
+//! whichever list layout or string encoding the writer (pyarrow, arrow-rs,
+//! Spark) chose.
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
+use parquet::record::Field;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -12,7 +11,7 @@ pub enum Cell {
     Bytes(Vec<u8>),
     List(Vec<Cell>),
     Struct(Vec<(String, Cell)>),
-    /// Numbers and booleans, rendered as text.
+    /// Numbers, booleans, dates: rendered as text.
     Scalar(String),
 }
 
@@ -36,59 +35,44 @@ impl Cell {
     }
 }
 
-/// The value at `row`, or an error naming the unsupported Arrow type.
-pub fn cell(array: &ArrayRef, row: usize) -> Result<Cell, String> {
-    if array.is_null(row) {
-        return Ok(Cell::Null);
+/// One record value as a cell; maps are the one shape the seed never uses.
+pub fn cell(field: &Field) -> Result<Cell, String> {
+    Ok(match field {
+        Field::Null => Cell::Null,
+        Field::Str(s) => Cell::Str(s.clone()),
+        Field::Bytes(b) => Cell::Bytes(b.data().to_vec()),
+        Field::ListInternal(list) => {
+            Cell::List(list.elements().iter().map(cell).collect::<Result<_, _>>()?)
+        }
+        Field::Group(row) => Cell::Struct(
+            row.get_column_iter()
+                .map(|(name, f)| Ok((name.clone(), cell(f)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        Field::MapInternal(_) => return Err("unsupported column type map".into()),
+        scalar => Cell::Scalar(scalar.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::data_type::ByteArray;
+    use parquet::record::Row;
+
+    #[test]
+    fn records_become_cells() {
+        let f = Field::Group(Row::new(vec![
+            ("role".into(), Field::Str("user".into())),
+            ("n".into(), Field::Int(3)),
+            ("path".into(), Field::Null),
+            ("bytes".into(), Field::Bytes(ByteArray::from(vec![1u8, 2]))),
+        ]));
+        let c = cell(&f).unwrap();
+        assert_eq!(c.field("role").and_then(Cell::as_str), Some("user"));
+        assert_eq!(c.field("n").and_then(Cell::as_str), Some("3"));
+        assert!(c.field("path").unwrap().is_null());
+        assert_eq!(c.field("bytes"), Some(&Cell::Bytes(vec![1, 2])));
+        assert_eq!(c.field("missing"), None);
     }
-    Ok(match array.data_type() {
-        DataType::Null => Cell::Null,
-        DataType::Utf8 => Cell::Str(array.as_string::<i32>().value(row).to_string()),
-        DataType::LargeUtf8 => Cell::Str(array.as_string::<i64>().value(row).to_string()),
-        DataType::Utf8View => Cell::Str(array.as_string_view().value(row).to_string()),
-        DataType::Binary => Cell::Bytes(array.as_binary::<i32>().value(row).to_vec()),
-        DataType::LargeBinary => Cell::Bytes(array.as_binary::<i64>().value(row).to_vec()),
-        DataType::BinaryView => Cell::Bytes(array.as_binary_view().value(row).to_vec()),
-        DataType::List(_) => list(&array.as_list::<i32>().value(row))?,
-        DataType::LargeList(_) => list(&array.as_list::<i64>().value(row))?,
-        DataType::Struct(_) => {
-            let s = array.as_struct();
-            let mut fields = Vec::with_capacity(s.num_columns());
-            for (f, col) in s.fields().iter().zip(s.columns()) {
-                fields.push((f.name().clone(), cell(col, row)?));
-            }
-            Cell::Struct(fields)
-        }
-        t if t.is_numeric() || *t == DataType::Boolean => {
-            let formatter = arrow_cast_display(array, row)?;
-            Cell::Scalar(formatter)
-        }
-        other => return Err(format!("unsupported column type {other}")),
-    })
-}
-
-fn list(values: &ArrayRef) -> Result<Cell, String> {
-    (0..values.len())
-        .map(|i| cell(values, i))
-        .collect::<Result<_, _>>()
-        .map(Cell::List)
-}
-
-fn arrow_cast_display(array: &ArrayRef, row: usize) -> Result<String, String> {
-    use arrow_array::types::*;
-    let a = array.as_ref();
-    Ok(match a.data_type() {
-        DataType::Boolean => a.as_boolean().value(row).to_string(),
-        DataType::Int8 => a.as_primitive::<Int8Type>().value(row).to_string(),
-        DataType::Int16 => a.as_primitive::<Int16Type>().value(row).to_string(),
-        DataType::Int32 => a.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => a.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::UInt8 => a.as_primitive::<UInt8Type>().value(row).to_string(),
-        DataType::UInt16 => a.as_primitive::<UInt16Type>().value(row).to_string(),
-        DataType::UInt32 => a.as_primitive::<UInt32Type>().value(row).to_string(),
-        DataType::UInt64 => a.as_primitive::<UInt64Type>().value(row).to_string(),
-        DataType::Float32 => a.as_primitive::<Float32Type>().value(row).to_string(),
-        DataType::Float64 => a.as_primitive::<Float64Type>().value(row).to_string(),
-        other => return Err(format!("unsupported column type {other}")),
-    })
 }

@@ -7,7 +7,7 @@ use super::sample::{Sample, check_image, clean_question, parse_candidates};
 use super::{RowOutcome, source_name};
 use crate::reward::GoldAnswers;
 use anyhow::{Context, Result, bail};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use std::path::Path;
 
 const REQUIRED: [&str; 3] = ["prompt", "images", "reward_model"];
@@ -17,12 +17,19 @@ const REQUIRED: [&str; 3] = ["prompt", "images", "reward_model"];
 pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    let reader = SerializedFileReader::new(file)
         .with_context(|| format!("{} is not a parquet file", path.display()))?;
-    let schema = builder.schema().clone();
+    let have: Vec<String> = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
     for col in REQUIRED {
-        if schema.field_with_name(col).is_err() {
-            let have: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        if !have.iter().any(|h| h == col) {
             bail!(
                 "{}: missing column `{col}` (columns: {})",
                 path.display(),
@@ -30,37 +37,33 @@ pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
             );
         }
     }
-    let reader = builder.with_batch_size(256).build()?;
     let base = path.parent().unwrap_or(Path::new("."));
     let name = source_name(path);
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("{}: corrupt row group", path.display()))?;
-        let col = |n: &str| batch.column_by_name(n).cloned();
-        let (prompt, images, reward) = (
-            col("prompt").unwrap(),
-            col("images").unwrap(),
-            col("reward_model").unwrap(),
-        );
-        let (source, urls) = (col("data_source"), col("image_urls"));
-        for r in 0..batch.num_rows() {
-            let row = out.len();
-            let get = |a: &Option<arrow_array::ArrayRef>| {
-                a.as_ref().map_or(Ok(Cell::Null), |a| cell(a, r))
-            };
-            let sample = (|| {
-                row_to_sample(
-                    format!("{name}#{row}"),
-                    &cell(&prompt, r)?,
-                    &cell(&images, r)?,
-                    &cell(&reward, r)?,
-                    &get(&source)?,
-                    &get(&urls)?,
-                    base,
-                )
-            })();
-            out.push(RowOutcome { row, sample });
-        }
+    for record in reader
+        .get_row_iter(None)
+        .with_context(|| format!("{}: unreadable schema", path.display()))?
+    {
+        let row = out.len();
+        let record =
+            record.with_context(|| format!("{}: corrupt data at row {row}", path.display()))?;
+        let sample = (|| {
+            let mut cols = std::collections::HashMap::new();
+            for (n, f) in record.get_column_iter() {
+                cols.insert(n.as_str(), cell(f)?);
+            }
+            let mut take = |n: &str| cols.remove(n).unwrap_or(Cell::Null);
+            row_to_sample(
+                format!("{name}#{row}"),
+                &take("prompt"),
+                &take("images"),
+                &take("reward_model"),
+                &take("data_source"),
+                &take("image_urls"),
+                base,
+            )
+        })();
+        out.push(RowOutcome { row, sample });
     }
     Ok(out)
 }

@@ -2,16 +2,18 @@
 //! {role, content}), `images` (list of {bytes, path}, JPEG), `reward_model`
 //! ({ground_truth, candidate_answers as a JSON string, style}),
 //! `data_source` and `image_urls`, plus veRL's usual `extra_info`.
+//!
+//! Written with parquet's column writer (standard 3-level lists), so the
+//! build carries no Arrow kernels; pyarrow and pandas read it as the seed's
+//! schema (checked in `tests/data_loading.rs`).
 
 use anyhow::Context;
-use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, ListBuilder, StringBuilder, StructBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnWriter;
+use parquet::data_type::ByteArray;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,151 +46,201 @@ pub struct ExtraInfo {
     pub search_required: bool,
 }
 
-fn strings(names: &[&str]) -> (Fields, Vec<Box<dyn arrow_array::builder::ArrayBuilder>>) {
-    let fields: Fields = names
-        .iter()
-        .map(|n| Field::new(*n, DataType::Utf8, false))
-        .collect();
-    let builders = names
-        .iter()
-        .map(|_| Box::new(StringBuilder::new()) as Box<dyn arrow_array::builder::ArrayBuilder>)
-        .collect();
-    (fields, builders)
-}
-
-fn set_str(b: &mut StructBuilder, i: usize, v: &str) {
-    b.field_builder::<StringBuilder>(i)
-        .expect("utf8 field")
-        .append_value(v);
-}
-
-/// The rows as one arrow batch in the seed's schema.
-pub fn to_batch(rows: &[SeedRow]) -> anyhow::Result<RecordBatch> {
-    let (fields, builders) = strings(&["role", "content"]);
-    let mut prompt = ListBuilder::new(StructBuilder::new(fields, builders));
-    let image_fields: Fields = vec![
-        Field::new("bytes", DataType::Binary, false),
-        Field::new("path", DataType::Utf8, false),
-    ]
-    .into();
-    let mut images = ListBuilder::new(StructBuilder::new(
-        image_fields,
-        vec![
-            Box::new(BinaryBuilder::new()),
-            Box::new(StringBuilder::new()),
-        ],
-    ));
-    let (fields, builders) = strings(&["ground_truth", "candidate_answers", "style"]);
-    let mut reward = StructBuilder::new(fields, builders);
-    let mut source = StringBuilder::new();
-    let mut urls = ListBuilder::new(StringBuilder::new());
-    let extra_fields: Fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("split", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("entity", DataType::Utf8, false),
-        Field::new("search_required", DataType::Boolean, false),
-    ]
-    .into();
-    let mut extra = StructBuilder::new(
-        extra_fields,
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(BooleanBuilder::new()),
-        ],
-    );
-
-    for row in rows {
-        for (role, content) in &row.prompt {
-            let item = prompt.values();
-            set_str(item, 0, role);
-            set_str(item, 1, content);
-            item.append(true);
-        }
-        prompt.append(true);
-        for (bytes, path) in &row.images {
-            let item = images.values();
-            item.field_builder::<BinaryBuilder>(0)
-                .expect("binary field")
-                .append_value(bytes);
-            set_str(item, 1, path);
-            item.append(true);
-        }
-        images.append(true);
-        set_str(&mut reward, 0, &row.ground_truth);
-        set_str(
-            &mut reward,
-            1,
-            &serde_json::to_string(&row.candidate_answers)?,
-        );
-        set_str(&mut reward, 2, "rule");
-        reward.append(true);
-        source.append_value(&row.data_source);
-        match &row.image_urls {
-            Some(list) => {
-                for u in list {
-                    urls.values().append_value(u);
-                }
-                urls.append(true);
-            }
-            None => urls.append(false),
-        }
-        let e = &row.extra;
-        for (i, v) in [&e.id, &e.split, &e.kind, &e.entity]
-            .into_iter()
-            .enumerate()
-        {
-            set_str(&mut extra, i, v);
-        }
-        extra
-            .field_builder::<BooleanBuilder>(4)
-            .expect("bool field")
-            .append_value(e.search_required);
-        extra.append(true);
+/// The seed's schema; leaves in this order are what [`columns`] yields.
+const SCHEMA: &str = "
+message seed_row {
+  optional group prompt (LIST) {
+    repeated group list {
+      required group element {
+        required binary role (UTF8);
+        required binary content (UTF8);
+      }
     }
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("prompt", Arc::new(prompt.finish())),
-        ("images", Arc::new(images.finish())),
-        ("reward_model", Arc::new(reward.finish())),
-        ("data_source", Arc::new(source.finish())),
-        ("image_urls", Arc::new(urls.finish())),
-        ("extra_info", Arc::new(extra.finish())),
-    ];
-    Ok(RecordBatch::try_from_iter(columns)?)
+  }
+  optional group images (LIST) {
+    repeated group list {
+      required group element {
+        required binary bytes;
+        required binary path (UTF8);
+      }
+    }
+  }
+  optional group reward_model {
+    required binary ground_truth (UTF8);
+    required binary candidate_answers (UTF8);
+    required binary style (UTF8);
+  }
+  optional binary data_source (UTF8);
+  optional group image_urls (LIST) {
+    repeated group list {
+      required binary element (UTF8);
+    }
+  }
+  optional group extra_info {
+    required binary id (UTF8);
+    required binary split (UTF8);
+    required binary kind (UTF8);
+    required binary entity (UTF8);
+    required boolean search_required;
+  }
+}
+";
+
+/// One leaf column: values with Dremel definition and repetition levels.
+struct Leaf<T> {
+    values: Vec<T>,
+    def: Vec<i16>,
+    /// Empty for leaves outside any list.
+    rep: Vec<i16>,
 }
 
-/// Writes `rows` to `path` (snappy-compressed parquet).
+/// A leaf under `optional group (LIST) { repeated group list { required … } }`:
+/// definition 0 is a null list, 1 an empty one, 2 a value.
+fn list_leaf<T>(rows: impl Iterator<Item = Option<Vec<T>>>) -> Leaf<T> {
+    let mut leaf = Leaf {
+        values: Vec::new(),
+        def: Vec::new(),
+        rep: Vec::new(),
+    };
+    for row in rows {
+        match row {
+            None => (leaf.def.push(0), leaf.rep.push(0)).1,
+            Some(items) if items.is_empty() => (leaf.def.push(1), leaf.rep.push(0)).1,
+            Some(items) => {
+                for (i, v) in items.into_iter().enumerate() {
+                    leaf.values.push(v);
+                    leaf.def.push(2);
+                    leaf.rep.push(i16::from(i > 0));
+                }
+            }
+        }
+    }
+    leaf
+}
+
+/// A leaf that is present in every row (an optional column or a required
+/// field of an optional group, always written): definition 1.
+fn flat_leaf<T>(rows: impl Iterator<Item = T>) -> Leaf<T> {
+    let values: Vec<T> = rows.collect();
+    Leaf {
+        def: vec![1; values.len()],
+        values,
+        rep: Vec::new(),
+    }
+}
+
+enum Column {
+    Bytes(Leaf<ByteArray>),
+    Bool(Leaf<bool>),
+}
+
+fn text(s: &str) -> ByteArray {
+    ByteArray::from(s.as_bytes().to_vec())
+}
+
+/// Every leaf of [`SCHEMA`], in schema order.
+fn columns(rows: &[SeedRow]) -> anyhow::Result<Vec<Column>> {
+    let prompt = |pick: fn(&(String, String)) -> &String| {
+        list_leaf(
+            rows.iter()
+                .map(|r| Some(r.prompt.iter().map(|m| text(pick(m))).collect())),
+        )
+    };
+    let candidates = rows
+        .iter()
+        .map(|r| serde_json::to_string(&r.candidate_answers).map(|s| text(&s)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let extra =
+        |pick: fn(&ExtraInfo) -> &String| flat_leaf(rows.iter().map(|r| text(pick(&r.extra))));
+    Ok(vec![
+        Column::Bytes(prompt(|m| &m.0)),
+        Column::Bytes(prompt(|m| &m.1)),
+        Column::Bytes(list_leaf(rows.iter().map(|r| {
+            Some(
+                r.images
+                    .iter()
+                    .map(|(b, _)| ByteArray::from(b.clone()))
+                    .collect(),
+            )
+        }))),
+        Column::Bytes(list_leaf(
+            rows.iter()
+                .map(|r| Some(r.images.iter().map(|(_, p)| text(p)).collect())),
+        )),
+        Column::Bytes(flat_leaf(rows.iter().map(|r| text(&r.ground_truth)))),
+        Column::Bytes(flat_leaf(candidates.into_iter())),
+        Column::Bytes(flat_leaf(rows.iter().map(|_| text("rule")))),
+        Column::Bytes(flat_leaf(rows.iter().map(|r| text(&r.data_source)))),
+        Column::Bytes(list_leaf(rows.iter().map(|r| {
+            r.image_urls
+                .as_ref()
+                .map(|urls| urls.iter().map(|u| text(u)).collect())
+        }))),
+        Column::Bytes(extra(|e| &e.id)),
+        Column::Bytes(extra(|e| &e.split)),
+        Column::Bytes(extra(|e| &e.kind)),
+        Column::Bytes(extra(|e| &e.entity)),
+        Column::Bool(flat_leaf(rows.iter().map(|r| r.extra.search_required))),
+    ])
+}
+
+/// Writes `rows` to `path` (snappy-compressed parquet, one row group).
 pub fn write_parquet(path: &Path, rows: &[SeedRow]) -> anyhow::Result<()> {
-    let batch = to_batch(rows)?;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let schema = Arc::new(parse_message_type(SCHEMA).context("the seed schema")?);
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    writer
-        .write(&batch)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props))?;
+    let mut group = writer.next_row_group()?;
+    let mut leaves = columns(rows)?.into_iter();
+    while let Some(mut col) = group.next_column()? {
+        let leaf = leaves
+            .next()
+            .context("schema has more leaves than columns()")?;
+        let levels = |rep: &[i16]| (!rep.is_empty()).then_some(rep.to_vec());
+        match (col.untyped(), leaf) {
+            (ColumnWriter::ByteArrayColumnWriter(w), Column::Bytes(l)) => {
+                w.write_batch(&l.values, Some(&l.def), levels(&l.rep).as_deref())?
+            }
+            (ColumnWriter::BoolColumnWriter(w), Column::Bool(l)) => {
+                w.write_batch(&l.values, Some(&l.def), levels(&l.rep).as_deref())?
+            }
+            _ => anyhow::bail!("a leaf of the seed schema has the wrong type"),
+        };
+        col.close()?;
+    }
+    group.close()?;
     writer
         .close()
-        .with_context(|| format!("closing {}", path.display()))?;
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use crate::data::{LoadOptions, inspect};
+
+    fn jpeg(i: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::from_pixel(8, 8, image::Rgb([i, 0, 0]))
+            .write_to(
+                &mut std::io::Cursor::new(&mut out),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        out
+    }
 
     fn row(i: usize, urls: Option<Vec<String>>) -> SeedRow {
         SeedRow {
-            prompt: vec![("user".into(), format!("question {i}"))],
-            images: vec![(vec![0xff, 0xd8, i as u8], format!("queries/{i}.jpg"))],
+            prompt: vec![
+                ("system".into(), "be brief".into()),
+                ("user".into(), format!("question {i}")),
+            ],
+            images: vec![(jpeg(i as u8), format!("queries/{i}.jpg"))],
             ground_truth: format!("answer {i}"),
             candidate_answers: vec!["alt".into()],
             data_source: SEARCH_FREE_SOURCE.into(),
@@ -204,79 +256,36 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_through_parquet_in_the_seed_schema() {
+    fn levels_mark_null_empty_and_repeated_lists() {
+        let l = list_leaf([None, Some(vec![]), Some(vec![7, 8, 9])].into_iter());
+        assert_eq!(l.values, vec![7, 8, 9]);
+        assert_eq!(l.def, vec![0, 1, 2, 2, 2]);
+        assert_eq!(l.rep, vec![0, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn round_trips_through_the_trainers_loader() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("d.parquet");
         let rows = vec![
             row(0, Some(vec!["http://127.0.0.1:1/a.jpg".into()])),
             row(1, None),
+            row(2, Some(vec![])),
         ];
         write_parquet(&path, &rows).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-        let batch = &batches[0];
-        assert_eq!(batch.num_rows(), 2);
-        let prompt = batch.column_by_name("prompt").unwrap().as_list::<i32>();
-        let first = prompt.value(0);
-        let first = first.as_struct();
+        let ds = inspect(&path, &LoadOptions::default()).unwrap();
+        assert_eq!((ds.report.rows, ds.report.valid), (3, 3));
+        for (i, s) in ds.samples.iter().enumerate() {
+            assert_eq!(s.question, format!("question {i}"));
+            assert_eq!(s.images, vec![jpeg(i as u8)]);
+            assert_eq!(s.gold.ground_truth, format!("answer {i}"));
+            assert_eq!(s.gold.candidates, vec!["alt"]);
+            assert_eq!(s.data_source, SEARCH_FREE_SOURCE);
+        }
         assert_eq!(
-            first
-                .column_by_name("role")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "user"
+            ds.samples[0].image_url.as_deref(),
+            Some("http://127.0.0.1:1/a.jpg")
         );
-        assert_eq!(
-            first
-                .column_by_name("content")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "question 0"
-        );
-        let images = batch.column_by_name("images").unwrap().as_list::<i32>();
-        let img = images.value(1);
-        let img = img.as_struct();
-        assert_eq!(
-            img.column_by_name("bytes")
-                .unwrap()
-                .as_binary::<i32>()
-                .value(0),
-            &[0xff, 0xd8, 1]
-        );
-        assert_eq!(
-            img.column_by_name("path")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "queries/1.jpg"
-        );
-        let reward = batch.column_by_name("reward_model").unwrap().as_struct();
-        assert_eq!(
-            reward
-                .column_by_name("candidate_answers")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            r#"["alt"]"#
-        );
-        assert_eq!(
-            reward
-                .column_by_name("style")
-                .unwrap()
-                .as_string::<i32>()
-                .value(1),
-            "rule"
-        );
-        let urls = batch.column_by_name("image_urls").unwrap().as_list::<i32>();
-        assert!(urls.is_valid(0) && urls.is_null(1));
-        assert_eq!(
-            urls.value(0).as_string::<i32>().value(0),
-            "http://127.0.0.1:1/a.jpg"
-        );
+        assert!(ds.samples[1].image_url.is_none() && ds.samples[2].image_url.is_none());
     }
 }

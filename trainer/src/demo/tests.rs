@@ -1,6 +1,6 @@
 use super::*;
-use arrow_array::cast::AsArray;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Field, Row};
 use std::collections::BTreeMap;
 
 pub(crate) fn small_config(seed: u64) -> DemoDataConfig {
@@ -71,56 +71,53 @@ fn datasets_hold_the_seed_columns_and_photos_served_from_the_corpus() {
     assert_eq!(summary.train_search_required, 2 * summary.train_search_free);
     assert_eq!(summary.test_search_required, 2 * summary.test_search_free);
     let file = std::fs::File::open(layout.data(Split::Test)).unwrap();
-    let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+    let rows: Vec<Row> = SerializedFileReader::new(file)
         .unwrap()
-        .build()
+        .get_row_iter(None)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
-        batch.num_rows(),
+        rows.len(),
         summary.test_search_free + summary.test_search_required
     );
-    let images = batch.column_by_name("images").unwrap().as_list::<i32>();
-    let urls = batch.column_by_name("image_urls").unwrap().as_list::<i32>();
-    let sources = batch
-        .column_by_name("data_source")
-        .unwrap()
-        .as_string::<i32>();
-    let extra = batch.column_by_name("extra_info").unwrap().as_struct();
-    let required = extra
-        .column_by_name("search_required")
-        .unwrap()
-        .as_boolean();
-    for row in 0..batch.num_rows() {
-        let img = images.value(row);
-        let img = img.as_struct();
-        let bytes = img
-            .column_by_name("bytes")
-            .unwrap()
-            .as_binary::<i32>()
-            .value(0);
-        let path = img
-            .column_by_name("path")
-            .unwrap()
-            .as_string::<i32>()
-            .value(0);
+    fn get<'a>(row: &'a Row, name: &str) -> &'a Field {
+        row.get_column_iter()
+            .find(|(n, _)| n.as_str() == name)
+            .unwrap_or_else(|| panic!("no field {name}"))
+            .1
+    }
+    fn first(f: &Field) -> &Field {
+        match f {
+            Field::ListInternal(l) => &l.elements()[0],
+            other => panic!("not a list: {other}"),
+        }
+    }
+    for row in &rows {
+        let Field::Group(img) = first(get(row, "images")) else {
+            panic!("images[0] is not a struct")
+        };
+        let (Field::Bytes(bytes), Field::Str(path)) = (get(img, "bytes"), get(img, "path")) else {
+            panic!("images[0] is not {{bytes, path}}")
+        };
+        let bytes = bytes.data();
         // JPEG, decodable, identical to the served copy.
         assert_eq!(&bytes[..2], &[0xff, 0xd8]);
         image::load_from_memory(bytes).unwrap();
         assert_eq!(std::fs::read(layout.corpus().join(path)).unwrap(), bytes);
-        let url = urls.value(row);
         assert_eq!(
-            url.as_string::<i32>().value(0),
-            format!("{DEFAULT_ENGINE_URL}/corpus/{path}")
+            first(get(row, "image_urls")),
+            &Field::Str(format!("{DEFAULT_ENGINE_URL}/corpus/{path}"))
         );
-        let expected = if required.value(row) {
-            SEARCH_REQUIRED_SOURCE
-        } else {
-            SEARCH_FREE_SOURCE
+        let Field::Group(extra) = get(row, "extra_info") else {
+            panic!("extra_info is not a struct")
         };
-        assert_eq!(sources.value(row), expected);
+        let expected = match get(extra, "search_required") {
+            Field::Bool(true) => SEARCH_REQUIRED_SOURCE,
+            Field::Bool(false) => SEARCH_FREE_SOURCE,
+            other => panic!("search_required is {other}"),
+        };
+        assert_eq!(get(row, "data_source"), &Field::Str(expected.into()));
     }
 }
 
