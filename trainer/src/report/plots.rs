@@ -9,7 +9,7 @@
 
 use super::metrics_log::{StepRecord, series};
 use crate::eval::EvalSummary;
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -359,12 +359,9 @@ pub const EVAL_SIZE: (u32, u32) = (1200, 440);
 /// Writes `<stem>.png` and `<stem>.svg` of the training curves into `dir`.
 pub fn write_training(dir: &Path, stem: &str, title: &str, panels: &[Panel]) -> anyhow::Result<()> {
     ensure_font()?;
-    let png = dir.join(format!("{stem}.png"));
-    draw_training(
-        BitMapBackend::new(&png, TRAINING_SIZE).into_drawing_area(),
-        title,
-        panels,
-    )?;
+    write_png(&dir.join(format!("{stem}.png")), TRAINING_SIZE, |area| {
+        draw_training(area, title, panels)
+    })?;
     let svg = dir.join(format!("{stem}.svg"));
     draw_training(
         SVGBackend::new(&svg, TRAINING_SIZE).into_drawing_area(),
@@ -373,13 +370,27 @@ pub fn write_training(dir: &Path, stem: &str, title: &str, panels: &[Panel]) -> 
     )
 }
 
+/// Draws into an RGB buffer and encodes it with `image`, so plotters needs
+/// no encoder of its own (that would build a second, older `image`).
+fn write_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    draw(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
+    image::RgbImage::from_raw(size.0, size.1, rgb)
+        .context("plot buffer of the wrong size")?
+        .save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Writes `eval.png` and `eval.svg` into `dir`.
 pub fn write_eval(dir: &Path, rows: &[EvalRow]) -> anyhow::Result<()> {
     ensure_font()?;
-    draw_eval(
-        BitMapBackend::new(&dir.join("eval.png"), EVAL_SIZE).into_drawing_area(),
-        rows,
-    )?;
+    write_png(&dir.join("eval.png"), EVAL_SIZE, |area| {
+        draw_eval(area, rows)
+    })?;
     draw_eval(
         SVGBackend::new(&dir.join("eval.svg"), EVAL_SIZE).into_drawing_area(),
         rows,
