@@ -51,13 +51,11 @@ tools: wasm-target
 	mkdir -p $(WASM_DIST)
 	for f in $(WASM_OUT)/*.wasm; do cmp -s "$$f" "$(WASM_DIST)/$$(basename $$f)" || cp "$$f" $(WASM_DIST)/; done
 
-# A few early crates that do not need libtorch, about as much work as pip's
-# install of torch leaves a core free for. The rest is one `cargo build`, so
-# the libtorch chain (torch-sys, tch, our crates) overlaps the other crates
-# instead of running alone at the end.
-EARLY_DEPS := tokio regex serde_json wasmparser
+# The crates that do not need libtorch: they build while pip installs torch.
+NO_TORCH_DEPS := wasmtime-wasi-http tantivy parquet tokenizers minijinja image@0.25 reqwest axum \
+	redb plotters clap tracing-subscriber indicatif cap-std safetensors
 deps:
-	$(CARGO) build $(RELEASE) $(addprefix -p ,$(EARLY_DEPS))
+	$(CARGO) build $(RELEASE) $(addprefix -p ,$(NO_TORCH_DEPS))
 
 build: venv deps
 	$(CARGO) build $(RELEASE)
