@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Python scripts under tests/ find the venv; tch finds libtorch via .cargo/config.toml.
 export MMSR_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help setup venv wasm-target tools deps build test demo bench fmt clippy lint clean
+.PHONY: help setup venv wasm-target tools guests deps build test demo bench fmt clippy lint clean
 
 help:
 	@echo "make demo   # the whole demo chain on embedded defaults"
@@ -31,9 +31,11 @@ $(STAMP):
 	mkdir -p $(STAMP)
 
 # The venv provides libtorch (torch==2.11.0 for tch 0.24) and the reference stack.
+# --no-compile: byte-compiling torch's Python took ~30 s of CPU the build needs;
+# Python compiles what the tests import on first use.
 $(STAMP)/venv: requirements.txt | $(STAMP)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check --no-compile -q -r requirements.txt
 	ln -sfn "$$($(VENV)/bin/python -c 'import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__), "$(VENV)"))')" $(VENV)/torch
 	touch $@
 
@@ -46,10 +48,19 @@ $(STAMP)/wasm-target: | $(STAMP)
 wasm-target: $(STAMP)/wasm-target
 
 # cargo decides what is stale; copying keeps dist/ mtimes when nothing changed.
-tools: wasm-target
-	cd tools-wasm && CARGO_TARGET_DIR=$(CURDIR)/tools-wasm/target $(CARGO) build $(RELEASE) --target $(WASM_TARGET)
+define wasm_build
+	cd tools-wasm && CARGO_TARGET_DIR=$(CURDIR)/tools-wasm/target $(CARGO) build $(RELEASE) --target $(WASM_TARGET) $(1)
 	mkdir -p $(WASM_DIST)
 	for f in $(WASM_OUT)/*.wasm; do cmp -s "$$f" "$(WASM_DIST)/$$(basename $$f)" || cp "$$f" $(WASM_DIST)/; done
+endef
+
+# The search tools; the hostile test guests (tests/guests) only for `make test`.
+GUESTS := $(notdir $(wildcard tests/guests/*))
+tools: wasm-target
+	$(call wasm_build,--workspace $(addprefix --exclude ,$(GUESTS)))
+
+guests: tools
+	$(call wasm_build,--workspace)
 
 # The crates that do not need libtorch: they build while pip installs torch.
 NO_TORCH_DEPS := wasmtime-wasi-http tantivy parquet tokenizers minijinja image@0.25 reqwest axum \
@@ -65,7 +76,7 @@ setup:
 	$(MAKE) -j3 --output-sync=line venv tools deps
 	$(MAKE) build
 
-test: setup
+test: setup guests
 	$(CARGO) test $(RELEASE) --workspace
 
 demo: setup
