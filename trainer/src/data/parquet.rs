@@ -8,9 +8,19 @@ use super::{RowOutcome, source_name};
 use crate::reward::GoldAnswers;
 use anyhow::{Context, Result, bail};
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::Type;
 use std::path::Path;
 
 const REQUIRED: [&str; 3] = ["prompt", "images", "reward_model"];
+/// What a row is read from; other columns (veRL's `extra_info`, …) are not
+/// decoded at all.
+const USED: [&str; 5] = [
+    "prompt",
+    "images",
+    "reward_model",
+    "data_source",
+    "image_urls",
+];
 
 /// Reads every row; a bad row becomes `Err(reason)` in its slot. Only a file
 /// that cannot be read as this format at all is an `Err`.
@@ -19,17 +29,14 @@ pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
         .with_context(|| format!("{} is not a parquet file", path.display()))?;
-    let have: Vec<String> = reader
+    let root = reader
         .metadata()
         .file_metadata()
         .schema_descr()
-        .root_schema()
-        .get_fields()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
+        .root_schema();
+    let have: Vec<&str> = root.get_fields().iter().map(|f| f.name()).collect();
     for col in REQUIRED {
-        if !have.iter().any(|h| h == col) {
+        if !have.contains(&col) {
             bail!(
                 "{}: missing column `{col}` (columns: {})",
                 path.display(),
@@ -37,29 +44,39 @@ pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
             );
         }
     }
+    let projection = Type::group_type_builder(root.name())
+        .with_fields(
+            root.get_fields()
+                .iter()
+                .filter(|f| USED.contains(&f.name()))
+                .cloned()
+                .collect(),
+        )
+        .build()?;
     let base = path.parent().unwrap_or(Path::new("."));
     let name = source_name(path);
     let mut out = Vec::new();
     for record in reader
-        .get_row_iter(None)
+        .get_row_iter(Some(projection))
         .with_context(|| format!("{}: unreadable schema", path.display()))?
     {
         let row = out.len();
         let record =
             record.with_context(|| format!("{}: corrupt data at row {row}", path.display()))?;
+        let get = |n: &str| {
+            record
+                .get_column_iter()
+                .find(|(k, _)| k.as_str() == n)
+                .map_or(Ok(Cell::Null), |(_, f)| cell(f))
+        };
         let sample = (|| {
-            let mut cols = std::collections::HashMap::new();
-            for (n, f) in record.get_column_iter() {
-                cols.insert(n.as_str(), cell(f)?);
-            }
-            let mut take = |n: &str| cols.remove(n).unwrap_or(Cell::Null);
             row_to_sample(
                 format!("{name}#{row}"),
-                &take("prompt"),
-                &take("images"),
-                &take("reward_model"),
-                &take("data_source"),
-                &take("image_urls"),
+                &get("prompt")?,
+                &get("images")?,
+                &get("reward_model")?,
+                &get("data_source")?,
+                &get("image_urls")?,
                 base,
             )
         })();

@@ -90,32 +90,38 @@ message seed_row {
 struct Leaf<T> {
     values: Vec<T>,
     def: Vec<i16>,
-    /// Empty for leaves outside any list.
-    rep: Vec<i16>,
+    /// `None` for leaves outside any list.
+    rep: Option<Vec<i16>>,
 }
 
 /// A leaf under `optional group (LIST) { repeated group list { required … } }`:
 /// definition 0 is a null list, 1 an empty one, 2 a value.
 fn list_leaf<T>(rows: impl Iterator<Item = Option<Vec<T>>>) -> Leaf<T> {
-    let mut leaf = Leaf {
-        values: Vec::new(),
-        def: Vec::new(),
-        rep: Vec::new(),
-    };
+    let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         match row {
-            None => (leaf.def.push(0), leaf.rep.push(0)).1,
-            Some(items) if items.is_empty() => (leaf.def.push(1), leaf.rep.push(0)).1,
+            None => {
+                def.push(0);
+                rep.push(0);
+            }
+            Some(items) if items.is_empty() => {
+                def.push(1);
+                rep.push(0);
+            }
             Some(items) => {
                 for (i, v) in items.into_iter().enumerate() {
-                    leaf.values.push(v);
-                    leaf.def.push(2);
-                    leaf.rep.push(i16::from(i > 0));
+                    values.push(v);
+                    def.push(2);
+                    rep.push(i16::from(i > 0));
                 }
             }
         }
     }
-    leaf
+    Leaf {
+        values,
+        def,
+        rep: Some(rep),
+    }
 }
 
 /// A leaf that is present in every row (an optional column or a required
@@ -125,7 +131,7 @@ fn flat_leaf<T>(rows: impl Iterator<Item = T>) -> Leaf<T> {
     Leaf {
         def: vec![1; values.len()],
         values,
-        rep: Vec::new(),
+        rep: None,
     }
 }
 
@@ -199,13 +205,12 @@ pub fn write_parquet(path: &Path, rows: &[SeedRow]) -> anyhow::Result<()> {
         let leaf = leaves
             .next()
             .context("schema has more leaves than columns()")?;
-        let levels = |rep: &[i16]| (!rep.is_empty()).then_some(rep.to_vec());
         match (col.untyped(), leaf) {
             (ColumnWriter::ByteArrayColumnWriter(w), Column::Bytes(l)) => {
-                w.write_batch(&l.values, Some(&l.def), levels(&l.rep).as_deref())?
+                w.write_batch(&l.values, Some(&l.def), l.rep.as_deref())?
             }
             (ColumnWriter::BoolColumnWriter(w), Column::Bool(l)) => {
-                w.write_batch(&l.values, Some(&l.def), levels(&l.rep).as_deref())?
+                w.write_batch(&l.values, Some(&l.def), l.rep.as_deref())?
             }
             _ => anyhow::bail!("a leaf of the seed schema has the wrong type"),
         };
@@ -260,7 +265,7 @@ mod tests {
         let l = list_leaf([None, Some(vec![]), Some(vec![7, 8, 9])].into_iter());
         assert_eq!(l.values, vec![7, 8, 9]);
         assert_eq!(l.def, vec![0, 1, 2, 2, 2]);
-        assert_eq!(l.rep, vec![0, 0, 0, 1, 1]);
+        assert_eq!(l.rep, Some(vec![0, 0, 0, 1, 1]));
     }
 
     #[test]
