@@ -224,13 +224,16 @@ mod tests {
     #[test]
     fn shipped_prompt_folders_have_the_direct_workflow() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-        for dir in [root.join("prompts"), root.join("demo/prompts")] {
+        // The demo's tiny model learns the tags from SFT, so its prompts
+        // are short and name none; a real model's must name the answer tag.
+        for (dir, names_tags) in [
+            (root.join("prompts"), true),
+            (root.join("demo/prompts"), false),
+        ] {
             let p = Prompts::from_dir(&dir).unwrap();
             let direct = p.direct_first_turn("Q?").unwrap();
-            assert!(
-                direct.contains("Q?") && direct.contains("<answer>"),
-                "{direct}"
-            );
+            assert!(direct.contains("Q?"), "{direct}");
+            assert!(!names_tags || direct.contains("<answer>"), "{direct}");
             assert!(
                 !direct.contains("<text_search>") && !direct.contains("<search>"),
                 "no search offered: {direct}"
