@@ -90,7 +90,7 @@ const NOISE_SEARCH: f64 = 0.148;
 /// Issue 6's evidence on a seed the noise was not measured on, every
 /// direction above its noise. Fails today (README): on seed 4 all four
 /// directions hold, but GRPO's reward gain (0.075) is inside the noise. It
-/// takes the whole default chain (about 5.5 minutes); run it with `--ignored`.
+/// takes the whole default chain (about 6 minutes); run it with `--ignored`.
 #[test]
 #[ignore = "not achieved yet: see the README's demo section"]
 fn default_chain_learns_when_to_search_above_the_noise() {
