@@ -62,11 +62,12 @@ tools: wasm-target
 guests: tools
 	$(call wasm_build,--workspace)
 
-# The crates that do not need libtorch: they build while pip installs torch.
-NO_TORCH_DEPS := wasmtime-wasi-http tantivy parquet tokenizers minijinja image@0.25 reqwest axum \
-	redb plotters clap tracing-subscriber indicatif cap-std safetensors
+# The trainer's crates that do not need libtorch build while pip installs
+# torch. The rest (wasmtime, tantivy, the servers) build in `build`, beside
+# the serial chain torch-sys -> tch -> trainer -> host, so neither core idles.
+TRAINER_DEPS := tokenizers minijinja image@0.25 parquet safetensors plotters indicatif
 deps:
-	$(CARGO) build $(RELEASE) $(addprefix -p ,$(NO_TORCH_DEPS))
+	$(CARGO) build $(RELEASE) $(addprefix -p ,$(TRAINER_DEPS))
 
 build: venv deps
 	$(CARGO) build $(RELEASE)
