@@ -62,12 +62,13 @@ tools: wasm-target
 guests: tools
 	$(call wasm_build,--workspace)
 
-# The trainer's crates that do not need libtorch build while pip installs
-# torch. The rest (wasmtime, tantivy, the servers) build in `build`, beside
-# the serial chain torch-sys -> tch -> trainer -> host, so neither core idles.
-TRAINER_DEPS := tokenizers minijinja image@0.25 parquet safetensors plotters indicatif
+# While pip installs torch: the trainer's torch-free crates, and the wasm
+# compiler to fill the second core. The rest (wasmtime, tantivy, the servers)
+# build in `build`, beside the serial chain torch-sys -> tch -> trainer -> host.
+BESIDE_PIP := tokenizers minijinja image@0.25 parquet safetensors plotters indicatif \
+	cranelift-codegen wasmtime-environ
 deps:
-	$(CARGO) build $(RELEASE) $(addprefix -p ,$(TRAINER_DEPS))
+	$(CARGO) build $(RELEASE) $(addprefix -p ,$(BESIDE_PIP))
 
 build: venv deps
 	$(CARGO) build $(RELEASE)
