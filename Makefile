@@ -33,9 +33,11 @@ $(STAMP):
 # The venv provides libtorch (torch==2.11.0 for tch 0.24) and the reference stack.
 # --no-compile: byte-compiling torch's Python took ~30 s of CPU the build needs;
 # Python compiles what the tests import on first use.
+# --no-cache-dir: the stamp already skips a second install, and a cached copy
+# of the wheels (torch and its CUDA libraries) would be 2.7 GB more on disk.
 $(STAMP)/venv: requirements.txt | $(STAMP)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check --no-compile -q -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check --no-compile --no-cache-dir -q -r requirements.txt
 	ln -sfn "$$($(VENV)/bin/python -c 'import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__), "$(VENV)"))')" $(VENV)/torch
 	touch $@
 
