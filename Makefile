@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Python scripts under tests/ find the venv; tch finds libtorch via .cargo/config.toml.
 export MMSR_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help setup venv wasm-target tools guests deps build test demo bench fmt clippy lint clean
+.PHONY: help disk-check setup venv wasm-target tools guests deps build test demo bench fmt clippy lint clean
 
 help:
 	@echo "make demo   # the whole demo chain on embedded defaults"
@@ -75,8 +75,15 @@ deps:
 build: venv deps
 	$(CARGO) build $(RELEASE)
 
+# A fresh set-up used 8.0 GB (venv 4.9, build 3.1; pip's download, 2.7 GB
+# in TMPDIR, is freed after the install). Warn before pip fails halfway.
+SETUP_MB := 8500
+disk-check:
+	@test -e $(STAMP)/venv || { free=$$(df -Pm . | awk 'NR==2{print $$4}'); \
+	  [ "$$free" -ge $(SETUP_MB) ] || echo "warning: $$free MB free on $$(df -P . | awk 'NR==2{print $$6}'); a fresh set-up needs about $(SETUP_MB) MB" >&2; }
+
 # pip (mostly download and unpacking) overlaps the CPU-bound builds.
-setup:
+setup: disk-check
 	$(MAKE) -j3 --output-sync=line venv tools deps
 	$(MAKE) build
 
