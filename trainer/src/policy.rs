@@ -134,7 +134,7 @@ pub struct TokenScores {
 /// A policy the GRPO trainer can update. The trainer owns the optimizer and
 /// checkpoints (through `trainable_parameters`); the model owns its forward,
 /// its frozen reference and its export.
-pub trait TrainablePolicy: Policy {
+pub trait TrainablePolicy: Policy + Send {
     /// Scores under the current weights. Records autograd unless called
     /// inside `tch::no_grad`. Images come from `Transcript::images`.
     fn score(
@@ -174,4 +174,14 @@ pub trait TrainablePolicy: Policy {
     /// Writes a transformers-loadable model dir (config, tokenizer,
     /// safetensors) with any LoRA adapters merged into the weights.
     fn export(&self, dir: &std::path::Path) -> Result<()>;
+
+    /// An independent copy (the same weights, gradients of its own) for
+    /// another thread of data-parallel SFT on the CPU; `None` where the
+    /// policy cannot make one that computes bit for bit what it does.
+    fn replica(&self) -> Result<Option<Self>>
+    where
+        Self: Sized,
+    {
+        Ok(None)
+    }
 }

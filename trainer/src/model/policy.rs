@@ -585,6 +585,50 @@ impl TrainablePolicy for QwenVlPolicy {
     fn export(&self, dir: &Path) -> Result<()> {
         self.save_pretrained(dir)
     }
+
+    /// CPU only, and neither LoRA (its dropout draws from torch's global
+    /// RNG) nor gradient checkpointing (it reseeds that RNG).
+    fn replica(&self) -> Result<Option<Self>> {
+        if self.opts.device != Device::Cpu
+            || self.opts.lora.is_some()
+            || self.opts.gradient_checkpointing
+        {
+            return Ok(None);
+        }
+        let copy = self
+            .model
+            .params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.detach().copy()))
+            .collect();
+        let model = QwenVl::new(
+            self.model.cfg.clone(),
+            Source::Loaded(copy),
+            self.opts.dtype,
+            self.opts.device,
+        )?;
+        let grads: std::collections::HashMap<&str, bool> = self
+            .model
+            .params
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.requires_grad()))
+            .collect();
+        for (n, t) in &model.params {
+            let _ = t.set_requires_grad(grads.get(n.as_str()).copied().unwrap_or(false));
+        }
+        Ok(Some(Self {
+            model,
+            reference: None,
+            tokenizer: ChatTokenizer::from_dir(&self.dir)?,
+            processor: ImageProcessor::from_file(&self.dir.join("preprocessor_config.json"))?,
+            opts: self.opts.clone(),
+            dir: self.dir.clone(),
+            closer_rest: self.closer_rest.clone(),
+            gen_prompt: self.gen_prompt.clone(),
+            dropout_calls: 0,
+            last_stats: GenStats::default(),
+        }))
+    }
 }
 
 impl std::fmt::Debug for QwenVlPolicy {

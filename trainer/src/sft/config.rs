@@ -64,6 +64,13 @@ pub struct SftSection {
     /// ends sure of every token leaves GRPO groups whose rollouts hardly
     /// differ. 0: off.
     pub confidence_penalty: f64,
+    /// Threads that share each step's micro-batches on the CPU, each with
+    /// its own copy of the model and a share of torch's intra-op threads;
+    /// gradients are summed in one thread's order, so the update is the
+    /// same. Tiny models gain (torch's threads split their small matrix
+    /// products poorly). 1: off; ignored on CUDA, with LoRA or gradient
+    /// checkpointing.
+    pub data_parallel: usize,
 }
 
 impl Default for SftSection {
@@ -84,6 +91,7 @@ impl Default for SftSection {
             extra_train: Vec::new(),
             turn_open_weight: 1,
             confidence_penalty: 0.0,
+            data_parallel: 1,
         }
     }
 }
@@ -117,6 +125,9 @@ impl Section for SftSection {
         }
         if self.micro_batch == 0 {
             errs.push("sft.micro_batch must be at least 1".to_string());
+        }
+        if self.data_parallel == 0 {
+            errs.push("sft.data_parallel must be at least 1".to_string());
         }
         if self.turn_open_weight == 0 {
             errs.push("sft.turn_open_weight must be at least 1".to_string());

@@ -197,6 +197,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         adamw: a.adamw(),
         grad_clip: a.grad_clip,
         confidence_penalty: sft.confidence_penalty,
+        data_parallel: sft.data_parallel,
     };
     let started = Instant::now();
     let progress = progress_bar(base.run.progress, opts.steps(train_set.len()), "sft steps");

@@ -307,6 +307,7 @@ fn fit_opts(steps: usize) -> FitOptions {
         },
         grad_clip: 1.0,
         confidence_penalty: 0.0,
+        data_parallel: 1,
     }
 }
 
@@ -439,6 +440,55 @@ fn micro_batches_add_up_to_the_same_update() {
         a.allclose(&b, 1e-5, 1e-6, false),
         "gradient accumulation differs"
     );
+}
+
+#[test]
+fn data_parallel_threads_give_the_same_update_bit_for_bit() {
+    let train: Vec<Sample> = (0..6).map(|i| sample(&format!("d {i}"))).collect();
+    let scripts: Vec<Vec<String>> = vec![
+        turns(&[ANS]),
+        turns(&[IMG, ANS]),
+        turns(&[IMG, TXT, ANS]),
+        turns(&[ANS]),
+        turns(&[TXT, ANS]),
+        turns(&[IMG, TXT, ANS]),
+    ];
+    let run = |threads: usize, beta: f64| {
+        let mut p = BigramPolicy::new(5, 0.0);
+        let data = build(&mut p, &train, &scripts, &tools(), &opts()).unwrap();
+        let o = FitOptions {
+            micro_batch: 1,
+            batch_size: 5,
+            data_parallel: threads,
+            confidence_penalty: beta,
+            ..fit_opts(4)
+        };
+        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        let losses: Vec<(f64, Option<f64>, f64)> =
+            h.iter().map(|m| (m.loss, m.entropy, m.grad_norm)).collect();
+        (p.trainable_parameters()[0].1.detach().copy(), losses)
+    };
+    for beta in [0.0, 0.1] {
+        let (one, one_h) = run(1, beta);
+        for threads in [2, 3] {
+            let (many, many_h) = run(threads, beta);
+            assert_eq!(
+                one_h, many_h,
+                "{threads} threads, beta {beta}: step metrics"
+            );
+            assert!(
+                one.equal(&many),
+                "{threads} threads, beta {beta}: weights differ by {}",
+                (&one - &many).abs().max().double_value(&[])
+            );
+        }
+    }
+    // It did train: the weights moved.
+    let start = BigramPolicy::new(5, 0.0).trainable_parameters()[0]
+        .1
+        .detach()
+        .copy();
+    assert!(!run(2, 0.0).0.equal(&start));
 }
 
 fn small_world() -> DemoDataConfig {

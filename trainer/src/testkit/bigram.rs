@@ -272,6 +272,13 @@ impl TrainablePolicy for BigramPolicy {
         )?;
         Ok(())
     }
+
+    fn replica(&self) -> Result<Option<Self>> {
+        Ok(Some(Self {
+            weight: self.weight.detach().copy().set_requires_grad(true),
+            reference: self.reference.shallow_clone(),
+        }))
+    }
 }
 
 #[cfg(test)]
