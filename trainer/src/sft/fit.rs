@@ -278,7 +278,9 @@ fn replicas_for<P: TrainablePolicy>(policy: &P, n: usize) -> Result<Vec<P>> {
 }
 
 /// Torch's intra-op threads divided among the data-parallel threads while
-/// they share the cores (on two cores: one each).
+/// they share the cores (on two cores: one each). `set_num_threads` is
+/// process-wide and also turns MKL's dynamic threading off for good, which
+/// the restore cannot undo (README: GRPO after it measured ~13 % slower).
 struct IntraOpShare(i32);
 
 impl IntraOpShare {
