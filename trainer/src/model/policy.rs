@@ -607,20 +607,15 @@ impl TrainablePolicy for QwenVlPolicy {
             self.opts.dtype,
             self.opts.device,
         )?;
-        let grads: std::collections::HashMap<&str, bool> = self
-            .model
-            .params
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.requires_grad()))
-            .collect();
-        for (n, t) in &model.params {
-            let _ = t.set_requires_grad(grads.get(n.as_str()).copied().unwrap_or(false));
+        // Built from the same config: the same parameters in the same order.
+        for ((_, src), (_, dst)) in self.model.params.iter().zip(&model.params) {
+            let _ = dst.set_requires_grad(src.requires_grad());
         }
         Ok(Some(Self {
             model,
             reference: None,
             tokenizer: ChatTokenizer::from_dir(&self.dir)?,
-            processor: ImageProcessor::from_file(&self.dir.join("preprocessor_config.json"))?,
+            processor: self.processor.clone(),
             opts: self.opts.clone(),
             dir: self.dir.clone(),
             closer_rest: self.closer_rest.clone(),
