@@ -8,6 +8,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod model;
+pub mod parallel;
 pub mod policy;
 pub mod protocol;
 pub mod report;

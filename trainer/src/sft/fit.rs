@@ -5,6 +5,7 @@
 
 use crate::algo::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm, masked_sum_over};
 use crate::data::DataCursor;
+use crate::parallel::Replicas;
 use crate::policy::{TokenScores, TrainablePolicy, Transcript};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -170,8 +171,7 @@ pub fn fit<P: TrainablePolicy>(
         }
         None => None,
     };
-    let mut replicas = replicas_for(policy, opts.data_parallel)?;
-    let _threads = (!replicas.is_empty()).then(|| IntraOpShare::set(replicas.len() + 1));
+    let mut replicas = Replicas::new(policy, opts.data_parallel, "sft")?;
     let mut history = Vec::with_capacity(steps);
     for step in 0..steps {
         let epoch = cursor.epoch;
@@ -185,18 +185,13 @@ pub fn fit<P: TrainablePolicy>(
         let mut entropy_sum = 0.0;
         let beta = opts.confidence_penalty;
         let micros: Vec<&[&Transcript]> = picked.chunks(opts.micro_batch).collect();
-        if replicas.is_empty() {
-            for micro in micros {
-                let (nll, h) = micro_backward(policy, micro, tokens, beta)?;
-                loss_sum += nll;
-                entropy_sum += h;
-            }
-        } else {
-            for m in parallel_micros(policy, &mut replicas, &micros, tokens, beta)? {
-                loss_sum += m.nll;
-                entropy_sum += m.entropy;
-                accumulate(&tensors, &m.grads);
-            }
+        let padded =
+            |m: &&[&Transcript]| m.len() * m.iter().map(|t| t.tokens.len()).max().unwrap_or(0);
+        for (nll, h) in replicas.backward_each(policy, &micros, padded, |p, micro| {
+            micro_backward(p, micro, tokens, beta)
+        })? {
+            loss_sum += nll;
+            entropy_sum += h;
         }
         if !loss_sum.is_finite() {
             bail!("SFT step {step}: loss is {loss_sum} (lower actor.lr?)");
@@ -204,9 +199,7 @@ pub fn fit<P: TrainablePolicy>(
         let grad_norm = clip_grad_norm(&tensors, opts.grad_clip);
         let lr = schedule.at(step);
         opt.step(lr);
-        for r in &replicas {
-            sync_weights(r, &tensors);
-        }
+        replicas.sync(policy);
         let m = StepMetrics {
             loss: loss_sum,
             lr,
@@ -248,161 +241,4 @@ fn micro_backward<P: TrainablePolicy>(
         Ok(nll - h * beta)
     })?;
     Ok((nll_sum, h_sum))
-}
-
-/// `n - 1` copies of `policy` for data-parallel steps; none when `n` is 1
-/// or the policy cannot copy itself exactly (then one thread does it all).
-fn replicas_for<P: TrainablePolicy>(policy: &P, n: usize) -> Result<Vec<P>> {
-    let mut out = Vec::new();
-    for _ in 1..n.max(1) {
-        match policy.replica()? {
-            Some(r) => out.push(r),
-            None => {
-                tracing::info!("sft: the policy has no exact replica here; data_parallel is off");
-                return Ok(Vec::new());
-            }
-        }
-    }
-    let names = |p: &P| -> Vec<String> {
-        p.trainable_parameters()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect()
-    };
-    for r in &out {
-        if names(r) != names(policy) {
-            bail!("sft: a replica's parameters differ from the policy's");
-        }
-    }
-    Ok(out)
-}
-
-/// Torch's intra-op threads divided among the data-parallel threads while
-/// they share the cores (on two cores: one each). `set_num_threads` is
-/// process-wide and also turns MKL's dynamic threading off for good, which
-/// the restore cannot undo (README: GRPO after it measured ~13 % slower).
-struct IntraOpShare(i32);
-
-impl IntraOpShare {
-    fn set(workers: usize) -> Self {
-        let before = tch::get_num_threads();
-        tch::set_num_threads((before / workers as i32).max(1));
-        IntraOpShare(before)
-    }
-}
-
-impl Drop for IntraOpShare {
-    fn drop(&mut self) {
-        tch::set_num_threads(self.0);
-    }
-}
-
-/// What one micro-batch contributed, its gradients copied out.
-struct MicroOut {
-    index: usize,
-    nll: f64,
-    entropy: f64,
-    grads: Vec<Option<Tensor>>,
-}
-
-/// Each micro-batch on `policy` or a replica, the biggest first to the
-/// least loaded thread (cost: padded tokens); back in input order.
-fn parallel_micros<P: TrainablePolicy>(
-    policy: &mut P,
-    replicas: &mut [P],
-    micros: &[&[&Transcript]],
-    tokens: usize,
-    beta: f64,
-) -> Result<Vec<MicroOut>> {
-    let workers = replicas.len() + 1;
-    let cost = |m: &[&Transcript]| m.len() * m.iter().map(|t| t.tokens.len()).max().unwrap_or(0);
-    let mut order: Vec<usize> = (0..micros.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(cost(micros[i])));
-    let mut shares: Vec<Vec<(usize, &[&Transcript])>> = vec![Vec::new(); workers];
-    let mut load = vec![0usize; workers];
-    for i in order {
-        let w = (0..workers).min_by_key(|&w| load[w]).unwrap_or(0);
-        load[w] += cost(micros[i]);
-        shares[w].push((i, micros[i]));
-    }
-    let mut shares = shares.into_iter();
-    let mine = shares.next().unwrap_or_default();
-    let mut outs = std::thread::scope(|scope| -> Result<Vec<MicroOut>> {
-        let handles: Vec<_> = replicas
-            .iter_mut()
-            .zip(shares)
-            .map(|(r, share)| scope.spawn(move || run_share(r, &share, tokens, beta)))
-            .collect();
-        let mut outs = run_share(policy, &mine, tokens, beta)?;
-        for h in handles {
-            let theirs = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("an SFT data-parallel thread panicked"))??;
-            outs.extend(theirs);
-        }
-        Ok(outs)
-    })?;
-    outs.sort_by_key(|m| m.index);
-    Ok(outs)
-}
-
-/// Backward for each micro-batch of `share`, copying its gradients out and
-/// zeroing them so the next starts clean.
-fn run_share<P: TrainablePolicy>(
-    policy: &mut P,
-    share: &[(usize, &[&Transcript])],
-    tokens: usize,
-    beta: f64,
-) -> Result<Vec<MicroOut>> {
-    let params: Vec<Tensor> = policy
-        .trainable_parameters()
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
-    share
-        .iter()
-        .map(|&(index, micro)| {
-            let (nll, entropy) = micro_backward(policy, micro, tokens, beta)?;
-            let grads = params
-                .iter()
-                .map(|p| {
-                    let g = p.grad();
-                    g.defined().then(|| g.copy())
-                })
-                .collect();
-            for p in &params {
-                p.shallow_clone().zero_grad();
-            }
-            Ok(MicroOut {
-                index,
-                nll,
-                entropy,
-                grads,
-            })
-        })
-        .collect()
-}
-
-/// Adds one micro-batch's gradients into the policy's, as autograd would
-/// have accumulated them on one thread.
-fn accumulate(params: &[Tensor], grads: &[Option<Tensor>]) {
-    tch::no_grad(|| {
-        for (p, g) in params.iter().zip(grads) {
-            let Some(g) = g else { continue };
-            if !p.grad().defined() {
-                // A parameter only a replica's micro-batches reached: zeros first.
-                (p * 0.0).sum(Kind::Float).backward();
-            }
-            let _ = p.grad().f_add_(g);
-        }
-    });
-}
-
-/// The replica takes the policy's weights after each update.
-fn sync_weights<P: TrainablePolicy>(replica: &P, weights: &[Tensor]) {
-    tch::no_grad(|| {
-        for ((_, dst), src) in replica.trainable_parameters().iter().zip(weights) {
-            dst.shallow_clone().copy_(src);
-        }
-    });
 }
