@@ -48,9 +48,18 @@ impl BigramPolicy {
         Self::from_weight(Self::random(seed, im_end_bias))
     }
 
+    /// Drawn from a generator of its own: torch's global one is shared with
+    /// tests running on other threads, which made weights differ run to run.
     fn random(seed: u64, im_end_bias: f64) -> Tensor {
-        tch::manual_seed(seed as i64);
-        let w = Tensor::randn([VOCAB, VOCAB], (Kind::Float, Device::Cpu)) * 0.5;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Box-Muller: N(0, 0.5^2) entries.
+        let normal: Vec<f32> = (0..VOCAB * VOCAB)
+            .map(|_| {
+                let (u, v): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * 0.5) as f32
+            })
+            .collect();
+        let w = Tensor::from_slice(&normal).view([VOCAB, VOCAB]);
         let end_col = row_of(IM_END);
         let _ = w.narrow(1, end_col, 1).g_add_scalar_(im_end_bias);
         w
