@@ -11,7 +11,8 @@ DIR holds what the Rust bench wrote:
                     device, dtype, and the names of the trainable weights
 
 The step is the trainer's (trainer/src/train/update.rs): old log-probs and the
-entropy under no_grad, reference log-probs, then ppo_epochs x mini-batches x
+entropy under no_grad (on-policy: the backward pass's own, detached), reference
+log-probs, then ppo_epochs x mini-batches x
 micro-batches with gradient accumulation, the clipped loss plus k3 KL as a
 token mean over each mini-batch, grad-norm clipping and torch.optim.AdamW.
 One untimed step, then `repeats` timed ones. Writes:
@@ -188,7 +189,11 @@ def grpo_step(policy, opt, params, batch, s):
 
     old, ref = [None] * n, [None] * n
     ent_sum, tok_all = 0.0, 0.0
-    for part in chunks(0, n, micro):
+    mini = s["mini_batch"] or n
+    # On-policy (one pass, one optimizer step), the ratio's denominator is
+    # the backward pass's own log-probs, detached, as in the trainer.
+    on_policy = s["ppo_epochs"] == 1 and mini >= n
+    for part in chunks(0, n, micro) if not on_policy else []:
         t, m, ln = sub(part)
         with torch.no_grad():
             lp, ent = policy.score(part, t, ln, s["temperature"], True)
@@ -203,7 +208,6 @@ def grpo_step(policy, opt, params, batch, s):
             for k, i in enumerate(part):
                 ref[i] = r[k]
 
-    mini = s["mini_batch"] or n
     use_entropy = s["entropy_coef"] != 0
     for _ in range(s["ppo_epochs"]):
         for mb in chunks(0, n, mini):
@@ -212,9 +216,14 @@ def grpo_step(policy, opt, params, batch, s):
             for part in chunks(mb.start, mb.stop, micro):
                 t, m, ln = sub(part)
                 length = t.shape[1]
-                old_t = torch.stack([old[i][:length] for i in part])
                 a = adv[part.start : part.stop].unsqueeze(1)
-                logp, ent = policy.score(part, t, ln, s["temperature"], use_entropy)
+                logp, ent = policy.score(part, t, ln, s["temperature"], use_entropy or on_policy)
+                if on_policy:
+                    old_t = logp.detach()
+                    ent_sum += (ent.detach() * m).sum().item()
+                    tok_all += m.sum().item()
+                else:
+                    old_t = torch.stack([old[i][:length] for i in part])
                 agg = lambda x: (x * m).sum() / max(tokens_mb, 1.0)  # noqa: E731
                 ratio = (logp - old_t).clamp(-20, 20).exp()
                 unclipped = -a * ratio

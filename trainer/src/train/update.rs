@@ -114,6 +114,20 @@ pub fn grpo_update<P: TrainablePolicy>(
     advantages: &[f64],
     s: &UpdateSettings,
 ) -> Result<UpdateStats> {
+    update(policy, optim, params, batch, advantages, s, false)
+}
+
+/// `grpo_update`; `recompute` scores the old log-probs in a pass of their
+/// own even when the update is on-policy (the tests compare the two).
+fn update<P: TrainablePolicy>(
+    policy: &mut P,
+    optim: &mut AdamW,
+    params: &[Tensor],
+    batch: &[&Transcript],
+    advantages: &[f64],
+    s: &UpdateSettings,
+    recompute: bool,
+) -> Result<UpdateStats> {
     ensure!(
         batch.len() == advantages.len(),
         "{} advantages for {} trajectories",
@@ -127,13 +141,24 @@ pub fn grpo_update<P: TrainablePolicy>(
     let micro = s.algo.micro_batch.max(1);
     let objective = s.algo.objective();
 
+    let mini = if s.algo.mini_batch == 0 {
+        batch.len()
+    } else {
+        s.algo.mini_batch
+    };
+    // On-policy (one pass, one optimizer step): the weights that sampled are
+    // the weights the backward pass runs, on the same micro-batches, so the
+    // PPO ratio's denominator is that pass's own log-probs, detached. That
+    // saves a forward pass over the batch.
+    let on_policy = s.algo.ppo_epochs == 1 && mini >= batch.len() && !recompute;
+
     // The rollout policy's log-probs (and entropy, for the metric), under
     // the weights that sampled: the PPO ratio's denominator.
     // Micro-batches of similar lengths pad less.
     let by_len = by_length(batch, &(0..batch.len()).collect::<Vec<_>>());
     let mut old: Vec<Vec<f32>> = vec![Vec::new(); batch.len()];
     let (mut ent_sum, mut tokens_all) = (0.0, 0.0);
-    for idx in by_len.chunks(micro) {
+    for idx in by_len.chunks(micro).filter(|_| !on_policy) {
         let chunk: Vec<&Transcript> = idx.iter().map(|&i| batch[i]).collect();
         let scores = tch::no_grad(|| policy.score(&chunk, s.temperature, true))?;
         let mask = mask_tensor(&chunk, longest(&chunk), device);
@@ -157,11 +182,6 @@ pub fn grpo_update<P: TrainablePolicy>(
         }
     }
 
-    let mini = if s.algo.mini_batch == 0 {
-        batch.len()
-    } else {
-        s.algo.mini_batch
-    };
     let order: Vec<usize> = (0..batch.len()).collect();
     let mut stats = UpdateStats::default();
     let (mut pol, mut kl, mut clip, mut norms, mut minis) = (0.0, 0.0, 0.0, 0.0, 0usize);
@@ -172,11 +192,13 @@ pub fn grpo_update<P: TrainablePolicy>(
             for part in by_length(batch, mb).chunks(micro) {
                 let ts: Vec<&Transcript> = part.iter().map(|&i| batch[i]).collect();
                 let len = longest(&ts);
-                let old_t = padded(
-                    &part.iter().map(|&i| &old[i]).collect::<Vec<_>>(),
-                    len,
-                    device,
-                );
+                let old_t = (!on_policy).then(|| {
+                    padded(
+                        &part.iter().map(|&i| &old[i]).collect::<Vec<_>>(),
+                        len,
+                        device,
+                    )
+                });
                 let ref_t = with_ref.then(|| {
                     padded(
                         &part.iter().map(|&i| &reference[i]).collect::<Vec<_>>(),
@@ -191,16 +213,30 @@ pub fn grpo_update<P: TrainablePolicy>(
                 let mask = mask_tensor(&ts, len, device);
                 let want = [part.len() as i64, len as i64];
                 let use_entropy = s.algo.entropy_coef != 0.0;
-                policy.backward_scores(&ts, s.temperature, use_entropy, &mut |scores| {
+                // On-policy, this pass also gives the entropy metric.
+                let with_entropy = use_entropy || on_policy;
+                policy.backward_scores(&ts, s.temperature, with_entropy, &mut |scores| {
                     ensure!(
                         scores.logprobs.size() == want,
                         "policy scores have shape {:?}, expected {want:?}",
                         scores.logprobs.size()
                     );
+                    let detached;
+                    let old_logp = match &old_t {
+                        Some(t) => t,
+                        None => {
+                            detached = scores.logprobs.detach();
+                            if let Some(e) = &scores.entropy {
+                                ent_sum += masked_total(&e.detach(), &mask);
+                            }
+                            tokens_all += mask.sum(Kind::Double).double_value(&[]);
+                            &detached
+                        }
+                    };
                     let terms = grpo_objective(
                         &MicroBatch {
                             logp: &scores.logprobs,
-                            old_logp: &old_t,
+                            old_logp,
                             ref_logp: ref_t.as_ref(),
                             entropy: if use_entropy {
                                 scores.entropy.as_ref()
@@ -266,6 +302,10 @@ mod tests {
     }
 
     fn run(algo: &AlgoConfig) -> (Tensor, UpdateStats) {
+        run_with(algo, false)
+    }
+
+    fn run_with(algo: &AlgoConfig, recompute: bool) -> (Tensor, UpdateStats) {
         let mut p = BigramPolicy::new(1, 2.0);
         let ts = sampled(&mut p, 6);
         let batch: Vec<&Transcript> = ts.iter().collect();
@@ -279,8 +319,33 @@ mod tests {
             grad_clip: 1.0,
             lr: 1e-2,
         };
-        let stats = grpo_update(&mut p, &mut opt, &params, &batch, &adv, &settings).unwrap();
+        let stats = update(
+            &mut p, &mut opt, &params, &batch, &adv, &settings, recompute,
+        )
+        .unwrap();
         (params[0].detach().copy(), stats)
+    }
+
+    /// On-policy, the old log-probs come from the backward pass itself: the
+    /// same update and the same metrics as scoring them in a pass of their own.
+    #[test]
+    fn on_policy_updates_skip_the_old_log_prob_pass_and_change_nothing() {
+        for entropy_coef in [0.0, 0.01] {
+            let algo = AlgoConfig {
+                micro_batch: 4,
+                entropy_coef,
+                ..Default::default()
+            };
+            let (reused, reused_stats) = run_with(&algo, false);
+            let (scored, scored_stats) = run_with(&algo, true);
+            assert_eq!(reused_stats, scored_stats, "entropy_coef {entropy_coef}");
+            assert!(reused_stats.entropy.is_some_and(|e| e > 0.0));
+            assert!(
+                reused.equal(&scored),
+                "weights differ by {}",
+                (&reused - &scored).abs().max().double_value(&[])
+            );
+        }
     }
 
     /// Micro-batching is only a memory knob: the same mini-batch gives the
