@@ -176,7 +176,8 @@ pub struct AlgoConfig {
     pub source_balance: f64,
     /// Drop groups whose rewards are all equal before the update.
     pub filter_equal_groups: bool,
-    /// Passes over each rollout batch.
+    /// Passes over each rollout batch. With 1 and one mini-batch the update
+    /// is on-policy and takes the old log-probs from its backward pass.
     pub ppo_epochs: usize,
     /// Trajectories per optimizer step (0: the whole batch).
     pub mini_batch: usize,
