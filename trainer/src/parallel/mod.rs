@@ -71,18 +71,21 @@ impl<P: TrainablePolicy> Replicas<P> {
         })
     }
 
-    /// `f` on each item, on the policy or a replica: the costliest first to
-    /// the least loaded thread. Results come back in input order. With no
-    /// replicas, everything runs here, in order.
-    fn map<I: Sync, T: Send>(
+    /// `backward` on each item (which back-propagates into the trainable
+    /// parameters of the model it is given), on the policy or a replica:
+    /// the costliest item first to the least loaded thread. Then every
+    /// item's gradients are added into the policy's in input order, and the
+    /// values come back in that order. The policy's gradients should be zero
+    /// (or absent) on entry. With no replicas, everything runs here.
+    pub fn backward_each<I: Sync, T: Send>(
         &mut self,
         policy: &mut P,
         items: &[I],
         cost: impl Fn(&I) -> usize,
-        f: impl Fn(&mut P, &I) -> Result<T> + Sync,
+        backward: impl Fn(&mut P, &I) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         if self.replicas.is_empty() {
-            return items.iter().map(|i| f(policy, i)).collect();
+            return items.iter().map(|i| backward(policy, i)).collect();
         }
         let workers = self.replicas.len() + 1;
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -95,13 +98,19 @@ impl<P: TrainablePolicy> Replicas<P> {
             shares[w].push(i);
         }
         let threads = self.threads_each;
-        let run = |p: &mut P, share: &[usize]| -> Result<Vec<(usize, T)>> {
+        let run = |p: &mut P, share: &[usize]| -> Result<Vec<(usize, T, Grads)>> {
             let _count = ThreadCount::set(threads);
-            share.iter().map(|&i| Ok((i, f(p, &items[i])?))).collect()
+            share
+                .iter()
+                .map(|&i| {
+                    let value = backward(p, &items[i])?;
+                    Ok((i, value, take_grads(p)))
+                })
+                .collect()
         };
         let mut shares = shares.into_iter();
         let mine = shares.next().unwrap_or_default();
-        let mut outs = std::thread::scope(|scope| -> Result<Vec<(usize, T)>> {
+        let mut outs = std::thread::scope(|scope| -> Result<Vec<(usize, T, Grads)>> {
             let handles: Vec<_> = self
                 .replicas
                 .iter_mut()
@@ -120,28 +129,7 @@ impl<P: TrainablePolicy> Replicas<P> {
             }
             Ok(outs)
         })?;
-        outs.sort_by_key(|(i, _)| *i);
-        Ok(outs.into_iter().map(|(_, t)| t).collect())
-    }
-
-    /// `backward` on each item (which back-propagates into the trainable
-    /// parameters of the model it is given), on the policy or a replica,
-    /// then every item's gradients added into the policy's in input order.
-    /// The policy's gradients should be zero (or absent) on entry.
-    pub fn backward_each<I: Sync, T: Send>(
-        &mut self,
-        policy: &mut P,
-        items: &[I],
-        cost: impl Fn(&I) -> usize,
-        backward: impl Fn(&mut P, &I) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        if self.replicas.is_empty() {
-            return items.iter().map(|i| backward(policy, i)).collect();
-        }
-        let outs = self.map(policy, items, cost, |p, item| {
-            let value = backward(p, item)?;
-            Ok((value, take_grads(p)))
-        })?;
+        outs.sort_by_key(|(i, _, _)| *i);
         let params: Vec<Tensor> = policy
             .trainable_parameters()
             .into_iter()
@@ -149,7 +137,7 @@ impl<P: TrainablePolicy> Replicas<P> {
             .collect();
         Ok(outs
             .into_iter()
-            .map(|(value, grads)| {
+            .map(|(_, value, grads)| {
                 accumulate(&params, &grads);
                 value
             })
@@ -172,9 +160,12 @@ impl<P: TrainablePolicy> Replicas<P> {
     }
 }
 
+/// One micro-batch's gradients, by parameter (`None`: not reached).
+type Grads = Vec<Option<Tensor>>;
+
 /// Copies the parameters' gradients out and zeroes them, so the next
 /// micro-batch on the same model starts clean.
-fn take_grads<P: TrainablePolicy>(p: &P) -> Vec<Option<Tensor>> {
+fn take_grads<P: TrainablePolicy>(p: &P) -> Grads {
     p.trainable_parameters()
         .into_iter()
         .map(|(_, t)| {

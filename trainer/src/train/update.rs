@@ -158,16 +158,18 @@ fn update<P: TrainablePolicy>(
     let by_len = by_length(batch, &(0..batch.len()).collect::<Vec<_>>());
     let mut old: Vec<Vec<f32>> = vec![Vec::new(); batch.len()];
     let (mut ent_sum, mut tokens_all) = (0.0, 0.0);
-    for idx in by_len.chunks(micro).filter(|_| !on_policy) {
-        let chunk: Vec<&Transcript> = idx.iter().map(|&i| batch[i]).collect();
-        let scores = tch::no_grad(|| policy.score(&chunk, s.temperature, true))?;
-        let mask = mask_tensor(&chunk, longest(&chunk), device);
-        if let Some(e) = &scores.entropy {
-            ent_sum += masked_total(e, &mask);
-        }
-        tokens_all += mask.sum(Kind::Double).double_value(&[]);
-        for (&i, row) in idx.iter().zip(rows_of(&scores.logprobs, &chunk)?) {
-            old[i] = row;
+    if !on_policy {
+        for idx in by_len.chunks(micro) {
+            let chunk: Vec<&Transcript> = idx.iter().map(|&i| batch[i]).collect();
+            let scores = tch::no_grad(|| policy.score(&chunk, s.temperature, true))?;
+            let mask = mask_tensor(&chunk, longest(&chunk), device);
+            if let Some(e) = &scores.entropy {
+                ent_sum += masked_total(e, &mask);
+            }
+            tokens_all += mask.sum(Kind::Double).double_value(&[]);
+            for (&i, row) in idx.iter().zip(rows_of(&scores.logprobs, &chunk)?) {
+                old[i] = row;
+            }
         }
     }
     let with_ref = s.algo.kl_coef > 0.0;
