@@ -35,7 +35,8 @@ pub struct FitOptions {
     /// Threads that share each step's micro-batches, each with its own copy
     /// of the model and a share of torch's intra-op threads (1: off; the CPU
     /// only). Their gradients are summed in the order one thread would add
-    /// them, so the update is the same.
+    /// them, so the update is that of one thread with as many torch
+    /// threads as each copy gets.
     pub data_parallel: usize,
 }
 
