@@ -270,7 +270,7 @@ fn config_errors_are_named() {
     let e = err(&["rollout.n=0"]);
     assert!(e.contains("rollout.n must be at least 1"), "{e}");
     let e = err(&["search.top_kk=3"]);
-    assert!(e.contains("[search]") && e.contains("top_kk"), "{e}");
+    assert!(e.contains("`search.top_kk`: unknown field"), "{e}");
     let e = err(&[
         "data.train=/nonexistent/train.jsonl",
         "search.corpus=\"/nonexistent\"",

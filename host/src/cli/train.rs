@@ -33,9 +33,8 @@ pub fn search_config(cfg: &TrainConfig) -> anyhow::Result<SearchConfig> {
             "the config has no [search] section (copy one from configs/search-local.toml or configs/search-remote.toml)"
         );
     }
-    let search: SearchConfig = toml::Value::Table(cfg.search.clone())
-        .try_into()
-        .context("[search]")?;
+    let search: SearchConfig =
+        mmsr_trainer::train::from_value("search", toml::Value::Table(cfg.search.clone()))?;
     search.validate().context("[search]")?;
     Ok(search)
 }

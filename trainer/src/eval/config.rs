@@ -6,7 +6,7 @@
 //! (`eval.temperature=0.7`) reach every section.
 
 use crate::rollout::RolloutConfig;
-use crate::train::config::{TrainConfig, apply_override};
+use crate::train::config::{TrainConfig, apply_override, from_override, from_value};
 use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ pub fn load_command_config<S: Section>(
     let table: toml::Table = toml::from_str(&text)
         .with_context(|| format!("config {} is not valid TOML", path.display()))?;
     command_config_from_table(table, overrides, section)
+        .map_err(|e| from_override(e, overrides))
         .with_context(|| format!("config {}", path.display()))
 }
 
@@ -56,9 +57,7 @@ pub fn command_config_from_table<S: Section>(
     let base = TrainConfig::from_table(table)?;
     let own: S = match own {
         None => S::default(),
-        Some(toml::Value::Table(t)) => toml::Value::Table(t)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("[{section}]: {e}"))?,
+        Some(toml::Value::Table(t)) => from_value(section, toml::Value::Table(t))?,
         Some(other) => bail!("`{section}` must be a table, got {}", other.type_str()),
     };
     own.validate(&base)?;
@@ -271,7 +270,10 @@ mod tests {
     fn broken_configs_are_named() {
         let err = |text: &str, o: &[&str]| format!("{:#}", parse(text, o).unwrap_err());
         let e = err("[eval]\ndata = \"x\"\ntemprature = 1\n", &[]);
-        assert!(e.contains("[eval]") && e.contains("temprature"), "{e}");
+        assert!(
+            e.contains("`eval.temprature`: unknown field `temprature`"),
+            "{e}"
+        );
         let e = err("", &[]);
         assert!(e.contains("eval.data (or data.val)"), "{e}");
         let e = err(

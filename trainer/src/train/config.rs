@@ -264,7 +264,9 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        Self::from_table(table).with_context(|| format!("config {}", path.display()))
+        Self::from_table(table)
+            .map_err(|e| from_override(e, overrides))
+            .with_context(|| format!("config {}", path.display()))
     }
 
     /// Builds a config from a TOML table; unknown keys and bad values are
@@ -285,9 +287,7 @@ impl TrainConfig {
                 .collect();
             bail!("{}", msgs.join("; "));
         }
-        // Re-serialised so value errors carry the offending line.
-        let text = toml::to_string(&table)?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad value: {e}"))?;
+        let cfg: Self = from_value("", toml::Value::Table(table))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -437,6 +437,53 @@ impl TrainConfig {
     }
 }
 
+/// A value of the wrong type, named by its dotted key.
+#[derive(Debug)]
+pub struct BadValue {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for BadValue {}
+
+/// Deserialises a TOML value, naming the key of a bad value (under
+/// `prefix`, e.g. `search`). The table's own text is gone by now, so a line
+/// number would point nowhere.
+pub fn from_value<T: serde::de::DeserializeOwned>(prefix: &str, value: toml::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = match (prefix.is_empty(), path.as_str()) {
+            (_, ".") => prefix.to_string(),
+            (true, _) => path,
+            (false, _) => format!("{prefix}.{path}"),
+        };
+        // toml adds "in `leaf`", which the key already says.
+        let message = e.into_inner().message().trim_end().to_string();
+        BadValue { key, message }.into()
+    })
+}
+
+/// Says which override set a bad value, when one did.
+pub fn from_override(e: anyhow::Error, overrides: &[String]) -> anyhow::Error {
+    let Some(bad) = e.downcast_ref::<BadValue>() else {
+        return e;
+    };
+    match overrides
+        .iter()
+        .rev()
+        .find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == bad.key))
+    {
+        Some(o) => e.context(format!("set by override `{o}`")),
+        None => e,
+    }
+}
+
 /// Applies `a.b.c=value`; the value is read as TOML (`8`, `1e-6`, `true`,
 /// `[0.9, 0.95]`, `"x"`) or else taken as a bare string (`runs/x`).
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
@@ -582,8 +629,26 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = parse("", &["actor.lr=fast"]).unwrap_err().to_string();
-        assert!(err.contains("lr") && err.contains("invalid type"), "{err}");
+        let err = format!("{:#}", parse("", &["actor.lr=fast"]).unwrap_err());
+        assert!(
+            err.contains("`actor.lr`: invalid type: string \"fast\", expected f64"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            from_override(
+                parse("", &["actor.lr=fast"]).unwrap_err(),
+                &["rollout.n=2".into(), "actor.lr=fast".into()]
+            )
+        );
+        assert!(err.starts_with("set by override `actor.lr=fast`"), "{err}");
+        let err = format!("{:#}", parse("[rollout]\nn = \"four\"", &[]).unwrap_err());
+        assert!(err.contains("`rollout.n`: invalid type"), "{err}");
+        let err = format!(
+            "{:#}",
+            from_override(parse("[rollout]\nn = \"four\"", &[]).unwrap_err(), &[])
+        );
+        assert!(!err.contains("override"), "{err}");
         let err = parse("", &["rollout.n=0", "reward.alpha=2"])
             .unwrap_err()
             .to_string();

@@ -13,8 +13,8 @@ mod trainer;
 mod update;
 
 pub use config::{
-    ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
-    TrainConfig, apply_override,
+    ActorConfig, AlgoConfig, BadValue, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
+    TrainConfig, apply_override, from_value,
 };
 pub use export::{export_checkpoint, resolve_checkpoint};
 pub use metrics::{MetricsLog, StepMetrics};
