@@ -565,13 +565,26 @@ async fn components_the_host_must_not_run_are_refused_at_load() {
     assert!(
         err.contains("tool `core`")
             && err.contains("not a usable component")
-            && err.contains("core.wasm"),
+            && err.contains("core.wasm")
+            && err.contains("a core wasm module, not a component"),
         "{err}"
     );
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"definitely not wasm").unwrap();
     let err = refusal(&host, &tool("junk", ToolKind::TextSearch, junk)).await;
-    assert!(err.contains("not a usable component"), "{err}");
+    assert!(
+        err.contains("not a usable component") && err.contains("not a WebAssembly file"),
+        "{err}"
+    );
+    // A component cut short: the parser's own reason, not just "failed".
+    let cut = dir.path().join("cut.wasm");
+    let whole = std::fs::read(dist("hostile_files.wasm")).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let err = refusal(&host, &tool("cut", ToolKind::TextSearch, cut)).await;
+    assert!(
+        err.contains("cut.wasm") && err.contains("is out of bounds"),
+        "{err}"
+    );
     let err = refusal(
         &host,
         &tool("gone", ToolKind::TextSearch, dir.path().join("gone.wasm")),

@@ -78,9 +78,10 @@ impl ArtifactCache {
                 }
             }
         }
+        check_header(wasm)?;
         let bytes = engine
             .precompile_component(wasm)
-            .map_err(|e| anyhow::anyhow!("compiling component: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("compiling component: {e:#}"))?;
         if let Err(e) = store(dir, &path, &bytes) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled component: {e}");
         }
@@ -90,8 +91,25 @@ impl ArtifactCache {
     }
 }
 
+/// Names the two common wrong files before the parser's byte dumps do.
+fn check_header(wasm: &[u8]) -> anyhow::Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if !wasm.starts_with(MAGIC) {
+        anyhow::bail!("not a WebAssembly file (it does not start with `\\0asm`)");
+    }
+    if wasm.get(4..8) == Some(&CORE_MODULE[..]) {
+        anyhow::bail!(
+            "a core wasm module, not a component: build the tool for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)"
+        );
+    }
+    Ok(())
+}
+
 fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
-    Component::new(engine, wasm).map_err(|e| anyhow::anyhow!("compiling component: {e}"))
+    check_header(wasm)?;
+    Component::new(engine, wasm).map_err(|e| anyhow::anyhow!("compiling component: {e:#}"))
 }
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees half a file.
