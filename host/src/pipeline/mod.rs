@@ -185,11 +185,18 @@ impl SearchPipeline {
     }
 }
 
-/// The model must only be shown images that decode; a broken thumbnail
-/// leaves its title.
+/// The model must only be shown whole images that decode (the trainer's own
+/// check, which also refuses files cut short); a broken thumbnail leaves its
+/// title.
 fn drop_undecodable_thumbnail(r: &mut ImageResult) {
-    if !r.thumbnail.is_empty() && image::load_from_memory(&r.thumbnail).is_err() {
-        tracing::warn!(page = %r.page_url, bytes = r.thumbnail.len(), "thumbnail does not decode; dropped");
+    if r.thumbnail.is_empty() {
+        return;
+    }
+    let broken = mmsr_trainer::data::check_image(&r.thumbnail)
+        .err()
+        .or_else(|| image::load_from_memory(&r.thumbnail).err().map(|e| e.to_string()));
+    if let Some(why) = broken {
+        tracing::warn!(page = %r.page_url, bytes = r.thumbnail.len(), "thumbnail dropped: {why}");
         r.thumbnail.clear();
         r.mime_type.clear();
     }

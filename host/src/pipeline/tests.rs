@@ -201,4 +201,13 @@ fn undecodable_thumbnails_are_dropped() {
     };
     drop_undecodable_thumbnail(&mut ok);
     assert!(!ok.thumbnail.is_empty());
+    // Cut short (a hostile upstream or a broken transfer): `image` alone
+    // may decode it, with grey rows.
+    let whole = crate::fakes::tiny_png();
+    let mut cut = ImageResult {
+        thumbnail: whole[..whole.len() - 12].to_vec(),
+        ..r.clone()
+    };
+    drop_undecodable_thumbnail(&mut cut);
+    assert!(cut.thumbnail.is_empty() && cut.mime_type.is_empty());
 }

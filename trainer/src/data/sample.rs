@@ -26,21 +26,47 @@ pub fn clean_question(text: &str) -> String {
 }
 
 /// A cheap check that bytes are an image the processor can open: the format
-/// is recognised and the header gives non-zero dimensions.
+/// is recognised, the header gives non-zero dimensions, and the file is not
+/// cut short.
 pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable image: {e}"))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(format!(
             "not an image (unrecognised format, {} bytes)",
             bytes.len()
         ));
-    }
+    };
+    check_complete(format, bytes)?;
     match reader.into_dimensions() {
         Ok((w, h)) if w > 0 && h > 0 => Ok((w, h)),
         Ok((w, h)) => Err(format!("image has empty size {w}x{h}")),
         Err(e) => Err(format!("corrupt image: {e}")),
+    }
+}
+
+/// `image` decodes a PNG or JPEG cut short without an error (the missing
+/// rows come out grey), so a truncated download would train silently. The
+/// end markers say whether the file is whole.
+fn check_complete(format: image::ImageFormat, bytes: &[u8]) -> Result<(), String> {
+    let last = |marker: &[u8]| bytes.windows(marker.len()).rposition(|w| w == marker);
+    match format {
+        // The IEND chunk's type and its fixed CRC.
+        image::ImageFormat::Png if last(b"IEND\xae\x42\x60\x82").is_none() => Err(format!(
+            "truncated image: a PNG without its IEND chunk ({} bytes)",
+            bytes.len()
+        )),
+        // End of image after the last start of scan (markers cannot occur in
+        // the entropy-coded data, and an EXIF thumbnail's come before both).
+        image::ImageFormat::Jpeg => match (last(&[0xFF, 0xDA]), last(&[0xFF, 0xD9])) {
+            (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+            _ => Err(format!(
+                "truncated image: a JPEG without an end-of-image marker after its last scan ({} bytes)",
+                bytes.len()
+            )),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -116,6 +142,35 @@ mod tests {
                 .unwrap_err()
                 .contains("not an image")
         );
-        assert!(check_image(&png[..20]).unwrap_err().contains("corrupt"));
+        assert!(
+            check_image(&png[..20])
+                .unwrap_err()
+                .contains("truncated image")
+        );
+    }
+
+    /// Files cut short (which `image` may decode without an error) are
+    /// refused; whole files with bytes after the end are kept.
+    #[test]
+    fn truncated_images_are_refused() {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        for (format, name) in [
+            (image::ImageFormat::Png, "PNG"),
+            (image::ImageFormat::Jpeg, "JPEG"),
+        ] {
+            let mut bytes = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+                .unwrap();
+            assert_eq!(check_image(&bytes), Ok((64, 48)), "{name}");
+            let cut = &bytes[..bytes.len() * 2 / 3];
+            let err = check_image(cut).unwrap_err();
+            assert!(
+                err.contains(&format!("truncated image: a {name} without")),
+                "{err}"
+            );
+            let mut trailing = bytes.clone();
+            trailing.extend_from_slice(b"trailing bytes");
+            assert_eq!(check_image(&trailing), Ok((64, 48)), "{name}");
+        }
     }
 }
