@@ -194,7 +194,11 @@ fn drop_undecodable_thumbnail(r: &mut ImageResult) {
     }
     let broken = mmsr_trainer::data::check_image(&r.thumbnail)
         .err()
-        .or_else(|| image::load_from_memory(&r.thumbnail).err().map(|e| e.to_string()));
+        .or_else(|| {
+            image::load_from_memory(&r.thumbnail)
+                .err()
+                .map(|e| e.to_string())
+        });
     if let Some(why) = broken {
         tracing::warn!(page = %r.page_url, bytes = r.thumbnail.len(), "thumbnail dropped: {why}");
         r.thumbnail.clear();

@@ -161,8 +161,7 @@ impl QwenVlConfig {
     }
 
     pub fn from_value(raw: Value) -> Result<Self> {
-        let top: RawTop = serde_path_to_error::deserialize(&raw)
-            .map_err(|e| anyhow::anyhow!("config.json: field `{}`: {}", e.path(), e.inner()))?;
+        let top: RawTop = serde_path_to_error::deserialize(&raw).map_err(|e| field_error("", e))?;
         if let Some(mt) = &top.model_type {
             ensure!(
                 mt == "qwen2_5_vl",
@@ -171,14 +170,13 @@ impl QwenVlConfig {
         }
         // Nested layout: text_config; flat layout: the top level itself.
         let text_value = top.text_config.clone().unwrap_or_else(|| raw.clone());
-        let text: TextConfig = serde_path_to_error::deserialize(&text_value).map_err(|e| {
-            let scope = if top.text_config.is_some() {
-                "text_config."
-            } else {
-                ""
-            };
-            anyhow::anyhow!("config.json: field `{scope}{}`: {}", e.path(), e.inner())
-        })?;
+        let scope = if top.text_config.is_some() {
+            "text_config"
+        } else {
+            ""
+        };
+        let text: TextConfig =
+            serde_path_to_error::deserialize(&text_value).map_err(|e| field_error(scope, e))?;
         let rope = text
             .rope_parameters
             .clone()
@@ -333,6 +331,19 @@ impl QwenVlConfig {
     }
 }
 
+/// Where in config.json a value is wrong: a field's dotted path, or the
+/// table itself (`scope`) when a field is missing.
+fn field_error(scope: &str, e: serde_path_to_error::Error<serde_json::Error>) -> anyhow::Error {
+    let path = e.path().to_string();
+    let at = match (scope.is_empty(), path.as_str()) {
+        (true, ".") => "the top level".to_string(),
+        (false, ".") => format!("`{scope}`"),
+        (true, p) => format!("field `{p}`"),
+        (false, p) => format!("field `{scope}.{p}`"),
+    };
+    anyhow::anyhow!("config.json: {at}: {}", e.inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +441,17 @@ mod tests {
         }))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("text_config.vocab_size"), "{err}");
+        assert!(err.contains("field `text_config.vocab_size`"), "{err}");
+        // A missing field names its table once, not as `text_config..`.
+        let err = QwenVlConfig::from_value(json!({
+            "model_type": "qwen2_5_vl",
+            "text_config": {"vocab_size": 256}, "vision_config": vision()
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`text_config`: missing field `hidden_size`"),
+            "{err}"
+        );
     }
 }
