@@ -164,7 +164,7 @@ fn jsonl_with_image_folder() {
         "{reasons:?}"
     );
     assert!(
-        reasons[1].starts_with("2: broken.png: corrupt image"),
+        reasons[1].starts_with("2: broken.png: truncated image"),
         "{reasons:?}"
     );
     assert!(reasons[2].starts_with("3: missing `answer`"), "{reasons:?}");
