@@ -152,7 +152,7 @@ impl QwenVlConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::from_json(&text).with_context(|| format!("in {}", path.display()))
+        Self::from_json(&text).with_context(|| path.display().to_string())
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
@@ -165,7 +165,7 @@ impl QwenVlConfig {
         if let Some(mt) = &top.model_type {
             ensure!(
                 mt == "qwen2_5_vl",
-                "config.json: model_type {mt:?} is not \"qwen2_5_vl\""
+                "model_type {mt:?} is not \"qwen2_5_vl\""
             );
         }
         // Nested layout: text_config; flat layout: the top level itself.
@@ -187,7 +187,7 @@ impl QwenVlConfig {
             .unwrap_or_else(|| vec![16, 24, 24]);
         ensure!(
             section.len() == 3,
-            "config.json: mrope_section {section:?} must have 3 entries (t, h, w)"
+            "mrope_section {section:?} must have 3 entries (t, h, w)"
         );
         let rope_type = rope
             .as_ref()
@@ -195,7 +195,7 @@ impl QwenVlConfig {
             .unwrap_or_else(|| "default".into());
         ensure!(
             rope_type == "default" || rope_type == "mrope",
-            "config.json: rope type {rope_type:?} is not supported (only default/mrope)"
+            "rope type {rope_type:?} is not supported (only default/mrope)"
         );
         let rope_theta = rope
             .as_ref()
@@ -255,52 +255,49 @@ impl QwenVlConfig {
         let t = &self.text;
         ensure!(
             t.num_attention_heads > 0 && t.hidden_size.is_multiple_of(t.num_attention_heads),
-            "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
+            "hidden_size {} is not a multiple of num_attention_heads {}",
             t.hidden_size,
             t.num_attention_heads
         );
         let kv = self.num_kv_heads();
         ensure!(
             kv > 0 && t.num_attention_heads.is_multiple_of(kv),
-            "config.json: num_attention_heads {} is not a multiple of num_key_value_heads {kv}",
+            "num_attention_heads {} is not a multiple of num_key_value_heads {kv}",
             t.num_attention_heads
         );
         ensure!(
             self.mrope_section.iter().sum::<usize>() * 2 == self.head_dim(),
-            "config.json: mrope_section {:?} must add up to head_dim / 2 = {}",
+            "mrope_section {:?} must add up to head_dim / 2 = {}",
             self.mrope_section,
             self.head_dim() / 2
         );
         ensure!(
             t.hidden_act == "silu",
-            "config.json: hidden_act {:?} is not supported (silu only)",
+            "hidden_act {:?} is not supported (silu only)",
             t.hidden_act
         );
-        ensure!(
-            !t.use_sliding_window,
-            "config.json: use_sliding_window is not supported"
-        );
+        ensure!(!t.use_sliding_window, "use_sliding_window is not supported");
         let v = &self.vision;
         ensure!(
             v.num_heads > 0 && v.hidden_size.is_multiple_of(v.num_heads),
-            "config.json: vision_config.hidden_size {} is not a multiple of vision_config.num_heads {}",
+            "vision_config.hidden_size {} is not a multiple of vision_config.num_heads {}",
             v.hidden_size,
             v.num_heads
         );
         ensure!(
             self.vision_head_dim().is_multiple_of(4),
-            "config.json: vision head dim {} must be a multiple of 4 (2-D rotary)",
+            "vision head dim {} must be a multiple of 4 (2-D rotary)",
             self.vision_head_dim()
         );
         ensure!(
             v.out_hidden_size == t.hidden_size,
-            "config.json: vision_config.out_hidden_size {} differs from the decoder's hidden_size {}",
+            "vision_config.out_hidden_size {} differs from the decoder's hidden_size {}",
             v.out_hidden_size,
             t.hidden_size
         );
         ensure!(
             v.fullatt_block_indexes.iter().all(|&i| i < v.depth),
-            "config.json: vision_config.fullatt_block_indexes {:?} reach past depth {}",
+            "vision_config.fullatt_block_indexes {:?} reach past depth {}",
             v.fullatt_block_indexes,
             v.depth
         );
@@ -308,12 +305,12 @@ impl QwenVlConfig {
             v.window_size
                 .is_multiple_of(v.spatial_merge_size * v.patch_size)
                 && v.window_size >= v.spatial_merge_size * v.patch_size,
-            "config.json: vision_config.window_size {} must be a multiple of patch_size × spatial_merge_size",
+            "vision_config.window_size {} must be a multiple of patch_size × spatial_merge_size",
             v.window_size
         );
         ensure!(
             v.hidden_act == "silu",
-            "config.json: vision_config.hidden_act {:?} is not supported (silu only)",
+            "vision_config.hidden_act {:?} is not supported (silu only)",
             v.hidden_act
         );
         for (name, id) in [
@@ -323,7 +320,7 @@ impl QwenVlConfig {
         ] {
             ensure!(
                 id >= 0 && (id as usize) < t.vocab_size,
-                "config.json: {name} {id} is outside the vocabulary (vocab_size {})",
+                "{name} {id} is outside the vocabulary (vocab_size {})",
                 t.vocab_size
             );
         }
@@ -341,7 +338,7 @@ fn field_error(scope: &str, e: serde_path_to_error::Error<serde_json::Error>) ->
         (true, p) => format!("field `{p}`"),
         (false, p) => format!("field `{scope}.{p}`"),
     };
-    anyhow::anyhow!("config.json: {at}: {}", e.inner())
+    anyhow::anyhow!("{at}: {}", e.inner())
 }
 
 #[cfg(test)]
