@@ -271,7 +271,8 @@ mod tests {
         let err = |text: &str, o: &[&str]| format!("{:#}", parse(text, o).unwrap_err());
         let e = err("[eval]\ndata = \"x\"\ntemprature = 1\n", &[]);
         assert!(
-            e.contains("`eval.temprature`: unknown field `temprature`"),
+            e.contains("`eval.temprature`: unknown field `temprature`")
+                && e.ends_with("(did you mean `eval.temperature`?)"),
             "{e}"
         );
         let e = err("", &[]);

@@ -464,9 +464,32 @@ pub fn from_value<T: serde::de::DeserializeOwned>(prefix: &str, value: toml::Val
             (false, _) => format!("{prefix}.{path}"),
         };
         // toml adds "in `leaf`", which the key already says.
-        let message = e.into_inner().message().trim_end().to_string();
+        let mut message = e.into_inner().message().trim_end().to_string();
+        if let Some(better) = unknown_field_suggestion(&message) {
+            let table = key.rsplit_once('.').map_or("", |(t, _)| t);
+            let full = if table.is_empty() {
+                better
+            } else {
+                format!("{table}.{better}")
+            };
+            message.push_str(&format!(" (did you mean `{full}`?)"));
+        }
         BadValue { key, message }.into()
     })
+}
+
+/// The closest field to an unknown one, from serde's own message
+/// ("unknown field `x`, expected one of `a`, `b`").
+fn unknown_field_suggestion(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let known: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect();
+    suggest(unknown, &known)
 }
 
 /// Says which override set a bad value, when one did.
