@@ -143,7 +143,7 @@ impl OpenAiJudge {
             .await
             .with_context(|| format!("judge {}", self.endpoint))?;
         let status = reply.status();
-        let body = reply.text().await.context("reading the judge's reply")?;
+        let body = read_capped(reply, MAX_JUDGE_REPLY).await?;
         if !status.is_success() {
             bail!(
                 "judge {} returned {status}: {}",
@@ -160,6 +160,22 @@ impl OpenAiJudge {
             .context("the judge's reply has no choices[0].message.content")?;
         parse_verdict(content)
     }
+}
+
+/// A verdict is one word; a reply past this is not a judge's.
+const MAX_JUDGE_REPLY: usize = 1 << 20;
+
+/// The reply's body as text, refused once it passes `cap` bytes (a hostile
+/// or broken endpoint could otherwise fill memory within the timeout).
+async fn read_capped(mut reply: reqwest::Response, cap: usize) -> anyhow::Result<String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = reply.chunk().await.context("reading the judge's reply")? {
+        if body.len() + chunk.len() > cap {
+            bail!("the judge's reply is over {cap} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 impl Judge for OpenAiJudge {
@@ -275,7 +291,8 @@ mod tests {
     use super::*;
 
     /// A judge endpoint on loopback: CORRECT when the prediction line is one
-    /// of the gold lines; a 500 for the prediction "boom".
+    /// of the gold lines; a 500 for the prediction "boom", 2 MiB of spaces
+    /// for "flood".
     async fn judge_server() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
@@ -302,6 +319,9 @@ mod tests {
                         if pred == "boom" {
                             return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
                                 .into_response();
+                        }
+                        if pred == "flood" {
+                            return " ".repeat(2 * MAX_JUDGE_REPLY).into_response();
                         }
                         let ok = user.lines().any(|l| l.strip_prefix("- ") == Some(pred));
                         let verdict = if ok { "CORRECT" } else { "INCORRECT" };
@@ -342,6 +362,8 @@ mod tests {
         assert!(!judge.judge(&item("Carl")).await.unwrap());
         let err = format!("{:#}", judge.judge(&item("boom")).await.unwrap_err());
         assert!(err.contains("500") && err.contains("down"), "{err}");
+        let err = format!("{:#}", judge.judge(&item("flood")).await.unwrap_err());
+        assert!(err.contains("the judge's reply is over"), "{err}");
         let first = seen.lock().unwrap()[0].clone();
         assert_eq!(first["model"], "judge-1");
         assert_eq!(first["messages"][0]["content"], JUDGE_SYSTEM);
