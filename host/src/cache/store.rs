@@ -138,12 +138,7 @@ impl CacheStore {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let db = Database::create(path).with_context(|| {
-            format!(
-                "opening tool cache {} (is another mmsr-host process using it?)",
-                path.display()
-            )
-        })?;
+        let db = open_db(path)?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(COUNTERS)?;
@@ -352,9 +347,70 @@ impl Drop for CacheStore {
     }
 }
 
+/// Opens (or creates) the redb file, naming what is wrong with it. redb
+/// panics on some truncated files instead of returning an error, so that
+/// panic becomes one too: a broken cache must not take a run down unnamed.
+fn open_db(path: &Path) -> anyhow::Result<Database> {
+    let broken = |why: String| {
+        anyhow::anyhow!(
+            "tool cache {} is damaged or not a cache ({why}); it holds only search results: \
+             move it away to start a new one",
+            path.display()
+        )
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Database::create(path))) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => bail!(
+            "tool cache {} is in use by another mmsr-host process",
+            path.display()
+        ),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            Err(e).with_context(|| format!("opening tool cache {}", path.display()))
+        }
+        Ok(Err(e)) => Err(broken(e.to_string())),
+        Err(panic) => Err(broken(format!(
+            "the store refused its layout: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file cut short (redb panics on it), garbage and a cache in use are
+    /// errors that name the file; a whole cache still opens.
+    #[test]
+    fn a_broken_cache_file_is_named_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.redb");
+        {
+            let store = CacheStore::open(&path).unwrap();
+            store.put("a", &[7u8; 4096], None).unwrap();
+            let err = format!("{:#}", CacheStore::open(&path).err().unwrap());
+            assert!(err.contains("in use by another"), "{err}");
+        }
+        let whole = std::fs::read(&path).unwrap();
+        let cut = dir.path().join("cut.redb");
+        std::fs::write(&cut, &whole[..3000]).unwrap();
+        let err = format!("{:#}", CacheStore::open(&cut).err().unwrap());
+        assert!(
+            err.contains("cut.redb is damaged or not a cache") && err.contains("move it away"),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, b"garbage\n").unwrap();
+        let err = format!("{:#}", CacheStore::open(&junk).err().unwrap());
+        assert!(err.contains("junk.redb is damaged or not a cache"), "{err}");
+        assert!(CacheStore::open(&path).is_ok());
+    }
 
     #[test]
     fn put_get_expire_and_counters_persist() {
