@@ -46,6 +46,8 @@ impl ArtifactCache {
         if let Some(c) = self.lock().get(&digest) {
             return Ok(c.clone());
         }
+        // Bytes that never compiled are in neither cache.
+        check_header(wasm)?;
         let component = match &self.dir {
             Some(dir) => self.load_or_compile(engine, wasm, dir, &digest)?,
             None => compile(engine, wasm)?,
@@ -78,7 +80,6 @@ impl ArtifactCache {
                 }
             }
         }
-        check_header(wasm)?;
         let bytes = engine
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("compiling component: {e:#}"))?;
@@ -108,7 +109,6 @@ fn check_header(wasm: &[u8]) -> anyhow::Result<()> {
 }
 
 fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
-    check_header(wasm)?;
     Component::new(engine, wasm).map_err(|e| anyhow::anyhow!("compiling component: {e:#}"))
 }
 

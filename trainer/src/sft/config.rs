@@ -68,9 +68,9 @@ pub struct SftSection {
     /// its own copy of the model and a share of torch's intra-op threads;
     /// gradients are summed in one thread's order, so the update is that of
     /// one thread with as many torch threads as each copy gets (MKL's
-    /// results can depend on that count). Tiny models gain (torch's threads split their small matrix
-    /// products poorly). 1: off; ignored on CUDA, with LoRA or gradient
-    /// checkpointing.
+    /// results can depend on that count). Tiny models gain (torch's threads
+    /// split their small matrix products poorly). 1: off; ignored on CUDA,
+    /// with LoRA or gradient checkpointing.
     pub data_parallel: usize,
 }
 

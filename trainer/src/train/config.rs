@@ -439,9 +439,9 @@ impl TrainConfig {
 
 /// A value of the wrong type, named by its dotted key.
 #[derive(Debug)]
-pub struct BadValue {
-    pub key: String,
-    pub message: String,
+struct BadValue {
+    key: String,
+    message: String,
 }
 
 impl std::fmt::Display for BadValue {

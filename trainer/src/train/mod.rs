@@ -13,7 +13,7 @@ mod trainer;
 mod update;
 
 pub use config::{
-    ActorConfig, AlgoConfig, BadValue, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
+    ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
     TrainConfig, apply_override, from_value,
 };
 pub use export::{export_checkpoint, resolve_checkpoint};
