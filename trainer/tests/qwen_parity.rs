@@ -194,6 +194,7 @@ fn twenty_greedy_tokens_match_transformers() {
         sampling: Sampling::greedy(),
         max_new_tokens: 20,
         stop: None,
+        share_prefill: false,
     };
     let out = generate(
         &model,

@@ -145,6 +145,74 @@ fn batched_greedy_equals_one_at_a_time() {
 }
 
 #[test]
+fn rows_that_start_the_same_prompt_share_one_prefill() {
+    let mut p = policy(PolicyOptions::default());
+    let same = || vec![image(0), text("Which town has this emblem?")];
+    // One session a turn further on, so the batch mixes cached and fresh rows.
+    let mut later = p.open(&[text("Name a town.")]).unwrap();
+    p.generate(&mut [&mut later], &greedy(4), 3).unwrap();
+    p.push_user(&mut later, &[text("Again.")]).unwrap();
+    let mut sessions = [
+        p.open(&same()).unwrap(),
+        p.open(&[image(1), text("Which town has this emblem?")])
+            .unwrap(),
+        p.open(&same()).unwrap(),
+        later,
+        p.open(&[image(0), text("Which river?")]).unwrap(),
+        p.open(&same()).unwrap(),
+    ];
+    let pending: Vec<usize> = sessions
+        .iter()
+        .map(|s| p.transcript(s).tokens.len())
+        .collect();
+    let params = SampleParams {
+        temperature: 1.0,
+        max_new_tokens: 10,
+        ..SampleParams::default()
+    };
+    {
+        let mut refs: Vec<_> = sessions.iter_mut().collect();
+        p.generate(&mut refs, &params, 11).unwrap();
+    }
+    // Rows 2 and 5 repeat row 0's prompt (images equal by value, not the
+    // same tensor): everything before row 0's first generated token.
+    let ts: Vec<Transcript> = sessions.iter().map(|s| p.transcript(s).clone()).collect();
+    let prompt = ts[0].response_mask.iter().position(|&m| m == 1).unwrap();
+    assert!(prompt > pending[0]);
+    let stats = &p.last_stats;
+    assert_eq!(stats.prefill_shared, 2 * prompt, "{stats:?}");
+    // Each row's sampled log-probs are those of its whole transcript scored
+    // from scratch: the copied keys and values are each row's own.
+    let refs: Vec<&Transcript> = ts.iter().collect();
+    let scores = tch::no_grad(|| p.score(&refs, 1.0, false).unwrap());
+    for (row, t) in ts.iter().enumerate() {
+        let lp = Vec::<f32>::try_from(scores.logprobs.get(row as i64)).unwrap();
+        let mut n = 0;
+        for (i, &m) in t.response_mask.iter().enumerate() {
+            if m == 1 && i >= pending[row] {
+                n += 1;
+                assert!(
+                    (lp[i] - t.sample_logprobs[i]).abs() < 1e-4,
+                    "row {row} token {i}: scored {} sampled {}",
+                    lp[i],
+                    t.sample_logprobs[i]
+                );
+            }
+        }
+        assert!(n > 0, "row {row} generated nothing");
+    }
+    // The shared rows drew their own samples from the same distribution.
+    let outs: Vec<&[i64]> = [0, 2, 5]
+        .iter()
+        .map(|&r| &ts[r].tokens[pending[r]..])
+        .collect();
+    assert!(
+        outs[0] != outs[1] || outs[1] != outs[2],
+        "three rows sampled the same continuation"
+    );
+}
+
+#[test]
 fn resumed_generation_equals_recomputing_from_scratch() {
     let mut p = policy(PolicyOptions::default());
     let mut s = p.open(&[image(0), text("Which town?")]).unwrap();

@@ -93,6 +93,7 @@ fn measure(
         sampling: Sampling::greedy(),
         max_new_tokens: NEW_TOKENS,
         stop: None,
+        share_prefill: false,
     };
     let (mut decode, mut prefill, mut first) = (0f64, 0f64, Vec::new());
     for _ in 0..rounds {

@@ -14,7 +14,8 @@
 //! per row per step. Rows that finish are cut out of the buffers so the
 //! rest decode at the batch size still running. At the end every row's
 //! valid columns become its new compact cache: nothing is recomputed on
-//! the next turn.
+//! the next turn. Rows that start the same prompt (a GRPO group's rollouts
+//! of one question) are prefilled once and their keys/values copied.
 
 use super::image::ProcessedImage;
 use super::layers::Mode;
@@ -45,6 +46,9 @@ pub struct GenParams {
     pub max_new_tokens: usize,
     /// Token that ends a turn (kept in the output).
     pub stop: Option<i64>,
+    /// Prefill rows that start the same prompt once (off: every row is
+    /// computed, as a throughput benchmark wants).
+    pub share_prefill: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +61,10 @@ pub struct Generated {
 /// Throughput counters of one call.
 #[derive(Clone, Debug, Default)]
 pub struct GenStats {
+    /// Prompt tokens computed.
     pub prefill_tokens: usize,
+    /// Prompt tokens copied from a row with the same prompt instead.
+    pub prefill_shared: usize,
     pub prefill_secs: f64,
     pub decode_tokens: usize,
     pub decode_secs: f64,
@@ -219,60 +226,33 @@ fn generate_inner(
         .iter()
         .any(|s| (s.cached as i64) < c_max || (s.pending.len() as i64) < n);
 
-    // Prefill: every row's pending tokens, right-aligned in N columns.
+    // Prefill. Rows that start the same prompt (a GRPO group's n rollouts
+    // of one question) are computed once and their keys/values copied.
     let t0 = std::time::Instant::now();
-    let pad = if model.cfg.image_token_id == 0 { 1 } else { 0 };
-    let mut ids = vec![pad; b * n as usize];
-    let mut pos_rows = Vec::with_capacity(b);
-    let mut images: Vec<&ProcessedImage> = Vec::new();
-    for (i, s) in seqs.iter().enumerate() {
-        let off = (n as usize) - s.pending.len();
-        ids[i * n as usize + off..(i + 1) * n as usize].copy_from_slice(&s.pending);
-        let mut row = vec![[0i64; 3]; off];
-        row.extend_from_slice(&s.pending_pos);
-        pos_rows.push(row);
-        images.extend(s.pending_images.iter());
-    }
-    let ids_t = Tensor::from_slice(&ids).view([bi, n]).to_device(device);
-    let positions = positions_tensor(&pos_rows, n as usize, device);
-    let pixel_values;
-    let grids: Vec<[i64; 3]> = images.iter().map(|im| im.grid_thw).collect();
-    let vision = if images.is_empty() {
-        None
+    let layout = Layout { c_max, n, cap };
+    let (reps, map) = if params.share_prefill {
+        distinct_prompts(seqs)
     } else {
-        let pv: Vec<&Tensor> = images.iter().map(|im| &im.pixel_values).collect();
-        pixel_values = Tensor::cat(&pv, 0);
-        Some(VisionInput {
-            pixel_values: &pixel_values,
-            grids: &grids,
-        })
+        ((0..b).collect(), (0..bi).collect())
     };
-    let embeds = model.embed(&ids_t, vision, mode, false)?;
-    let width = (c_max + n) as usize;
-    let mut mask = vec![false; b * n as usize * width];
-    for i in 0..b {
-        let vrow = &valid[i * cap as usize..];
-        for j in 0..n as usize {
-            let m = &mut mask[(i * n as usize + j) * width..(i * n as usize + j + 1) * width];
-            for (c, slot) in m.iter_mut().enumerate() {
-                *slot = vrow[c] && (c < c_max as usize || c <= c_max as usize + j);
-            }
-            // A padding query sees itself, so no row is all masked.
-            m[c_max as usize + j] = true;
+    let mut logits = if reps.len() == b {
+        prefill(model, seqs, &reps, (&k_buf, &v_buf), &valid, layout, mode)?
+    } else {
+        let reps_t = Tensor::from_slice(&reps.iter().map(|&r| r as i64).collect::<Vec<_>>())
+            .to_device(device);
+        let map_t = Tensor::from_slice(&map).to_device(device);
+        let k_sub: Vec<Tensor> = k_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
+        let v_sub: Vec<Tensor> = v_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
+        let logits = prefill(model, seqs, &reps, (&k_sub, &v_sub), &valid, layout, mode)?;
+        for l in 0..layers {
+            k_buf[l] = k_sub[l].index_select(0, &map_t);
+            v_buf[l] = v_sub[l].index_select(0, &map_t);
         }
-    }
-    let mask = Tensor::from_slice(&mask)
-        .view([bi, 1, n, width as i64])
-        .to_device(device);
-    let h = model.decode(
-        &embeds,
-        &positions,
-        &AttnMask::Explicit(mask),
-        Some((&k_buf, &v_buf, c_max)),
-        mode,
-    );
-    let mut logits = model.text.logits(&h.narrow(1, n - 1, 1).squeeze_dim(1));
-    stats.prefill_tokens += seqs.iter().map(|s| s.pending.len()).sum::<usize>();
+        logits.index_select(0, &map_t)
+    };
+    let computed: usize = reps.iter().map(|&r| seqs[r].pending.len()).sum();
+    stats.prefill_tokens += computed;
+    stats.prefill_shared += seqs.iter().map(|s| s.pending.len()).sum::<usize>() - computed;
     stats.prefill_secs += t0.elapsed().as_secs_f64();
 
     let t1 = std::time::Instant::now();
@@ -404,6 +384,119 @@ fn generate_inner(
         outs.push(out);
     }
     Ok(outs)
+}
+
+/// The batch buffers' shape: C_max cached columns, N pending, `cap` in all.
+#[derive(Clone, Copy)]
+struct Layout {
+    c_max: i64,
+    n: i64,
+    cap: i64,
+}
+
+/// One forward over the pending tokens of `rows` (of `seqs`), whose buffers
+/// `kv` are, in that order: fills their pending columns and returns each
+/// row's next-token logits.
+fn prefill(
+    model: &QwenVl,
+    seqs: &[&mut SeqState],
+    rows: &[usize],
+    kv: (&[Tensor], &[Tensor]),
+    valid: &[bool],
+    Layout { c_max, n, cap }: Layout,
+    mode: Mode,
+) -> Result<Tensor> {
+    let device = model.device();
+    let b = rows.len();
+    let pad = if model.cfg.image_token_id == 0 { 1 } else { 0 };
+    let mut ids = vec![pad; b * n as usize];
+    let mut pos_rows = Vec::with_capacity(b);
+    let mut images: Vec<&ProcessedImage> = Vec::new();
+    for (i, &r) in rows.iter().enumerate() {
+        let s = &seqs[r];
+        let off = (n as usize) - s.pending.len();
+        ids[i * n as usize + off..(i + 1) * n as usize].copy_from_slice(&s.pending);
+        let mut row = vec![[0i64; 3]; off];
+        row.extend_from_slice(&s.pending_pos);
+        pos_rows.push(row);
+        images.extend(s.pending_images.iter());
+    }
+    let ids_t = Tensor::from_slice(&ids)
+        .view([b as i64, n])
+        .to_device(device);
+    let positions = positions_tensor(&pos_rows, n as usize, device);
+    let pixel_values;
+    let grids: Vec<[i64; 3]> = images.iter().map(|im| im.grid_thw).collect();
+    let vision = if images.is_empty() {
+        None
+    } else {
+        let pv: Vec<&Tensor> = images.iter().map(|im| &im.pixel_values).collect();
+        pixel_values = Tensor::cat(&pv, 0);
+        Some(VisionInput {
+            pixel_values: &pixel_values,
+            grids: &grids,
+        })
+    };
+    let embeds = model.embed(&ids_t, vision, mode, false)?;
+    let width = (c_max + n) as usize;
+    let mut mask = vec![false; b * n as usize * width];
+    for (i, &r) in rows.iter().enumerate() {
+        let vrow = &valid[r * cap as usize..];
+        for j in 0..n as usize {
+            let m = &mut mask[(i * n as usize + j) * width..(i * n as usize + j + 1) * width];
+            for (c, slot) in m.iter_mut().enumerate() {
+                *slot = vrow[c] && (c < c_max as usize || c <= c_max as usize + j);
+            }
+            // A padding query sees itself, so no row is all masked.
+            m[c_max as usize + j] = true;
+        }
+    }
+    let mask = Tensor::from_slice(&mask)
+        .view([b as i64, 1, n, width as i64])
+        .to_device(device);
+    let h = model.decode(
+        &embeds,
+        &positions,
+        &AttnMask::Explicit(mask),
+        Some((kv.0, kv.1, c_max)),
+        mode,
+    );
+    Ok(model.text.logits(&h.narrow(1, n - 1, 1).squeeze_dim(1)))
+}
+
+/// Each row's representative: the first row that starts the same prompt
+/// (nothing cached; the same pending tokens, positions and images), or
+/// itself. Returns the representatives and, per row, its index among them.
+fn distinct_prompts(seqs: &[&mut SeqState]) -> (Vec<usize>, Vec<i64>) {
+    let mut reps: Vec<usize> = Vec::new();
+    let mut map = Vec::with_capacity(seqs.len());
+    for (i, s) in seqs.iter().enumerate() {
+        let same = if s.cached == 0 {
+            reps.iter().position(|&r| same_prompt(seqs[r], s))
+        } else {
+            None
+        };
+        match same {
+            Some(k) => map.push(k as i64),
+            None => {
+                map.push(reps.len() as i64);
+                reps.push(i);
+            }
+        }
+    }
+    (reps, map)
+}
+
+fn same_prompt(a: &SeqState, b: &SeqState) -> bool {
+    a.cached == 0
+        && b.cached == 0
+        && a.pending == b.pending
+        && a.pending_pos == b.pending_pos
+        && a.pending_images.len() == b.pending_images.len()
+        && a.pending_images
+            .iter()
+            .zip(&b.pending_images)
+            .all(|(x, y)| x.grid_thw == y.grid_thw && x.pixel_values.equal(&y.pixel_values))
 }
 
 /// Buffer columns of `row`'s tokens: its cache, its pending tokens, and the

@@ -420,12 +420,22 @@ impl Policy for QwenVlPolicy {
             },
             max_new_tokens: params.max_new_tokens,
             stop: Some(self.tokenizer.im_end),
+            share_prefill: true,
         };
         let mut stats = GenStats::default();
         let outs = {
             let mut seqs: Vec<&mut SeqState> = sessions.iter_mut().map(|s| &mut s.seq).collect();
             generate(&self.model, &mut seqs, &gp, seed, Mode::EVAL, &mut stats)?
         };
+        tracing::debug!(
+            sessions = sessions.len(),
+            prefill_tokens = stats.prefill_tokens,
+            prefill_shared = stats.prefill_shared,
+            prefill_ms = stats.prefill_secs * 1e3,
+            decode_tokens = stats.decode_tokens,
+            decode_ms = stats.decode_secs * 1e3,
+            "generate"
+        );
         self.last_stats = stats;
         let mut turns = Vec::with_capacity(outs.len());
         for (s, out) in sessions.iter_mut().zip(outs) {
