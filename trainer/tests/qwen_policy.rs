@@ -82,6 +82,35 @@ fn grads_of(p: &QwenVlPolicy) -> Vec<(String, Option<Tensor>)> {
         .collect()
 }
 
+/// Asserts that every generated token of `ts`, from `from[row]` on, was
+/// sampled with the log-prob its whole transcript scores from scratch;
+/// returns the scores.
+fn sampled_match_scored(
+    p: &mut QwenVlPolicy,
+    ts: &[Transcript],
+    temperature: f64,
+    from: &[usize],
+) -> Tensor {
+    let refs: Vec<&Transcript> = ts.iter().collect();
+    let scores = tch::no_grad(|| p.score(&refs, temperature, false).unwrap());
+    for (row, t) in ts.iter().enumerate() {
+        let lp = Vec::<f32>::try_from(scores.logprobs.get(row as i64)).unwrap();
+        let generated = (from[row]..t.tokens.len()).filter(|&i| t.response_mask[i] == 1);
+        let mut n = 0;
+        for i in generated {
+            n += 1;
+            assert!(
+                (lp[i] - t.sample_logprobs[i]).abs() < 1e-4,
+                "row {row} token {i}: scored {} sampled {}",
+                lp[i],
+                t.sample_logprobs[i]
+            );
+        }
+        assert!(n > 0, "row {row} generated nothing");
+    }
+    scores.logprobs
+}
+
 #[test]
 fn init_random_opens_generates_and_scores_the_demo_model() {
     let mut p = policy(PolicyOptions::default());
@@ -183,24 +212,7 @@ fn rows_that_start_the_same_prompt_share_one_prefill() {
     assert_eq!(stats.prefill_shared, 2 * prompt, "{stats:?}");
     // Each row's sampled log-probs are those of its whole transcript scored
     // from scratch: the copied keys and values are each row's own.
-    let refs: Vec<&Transcript> = ts.iter().collect();
-    let scores = tch::no_grad(|| p.score(&refs, 1.0, false).unwrap());
-    for (row, t) in ts.iter().enumerate() {
-        let lp = Vec::<f32>::try_from(scores.logprobs.get(row as i64)).unwrap();
-        let mut n = 0;
-        for (i, &m) in t.response_mask.iter().enumerate() {
-            if m == 1 && i >= pending[row] {
-                n += 1;
-                assert!(
-                    (lp[i] - t.sample_logprobs[i]).abs() < 1e-4,
-                    "row {row} token {i}: scored {} sampled {}",
-                    lp[i],
-                    t.sample_logprobs[i]
-                );
-            }
-        }
-        assert!(n > 0, "row {row} generated nothing");
-    }
+    let _ = sampled_match_scored(&mut p, &ts, 1.0, &pending);
     // The shared rows drew their own samples from the same distribution.
     let outs: Vec<&[i64]> = [0, 2, 5]
         .iter()
@@ -259,22 +271,9 @@ fn sampled_log_probs_equal_teacher_forced_scores() {
     p.push_user(&mut b, &[text("Again.")]).unwrap();
     p.generate(&mut [&mut a, &mut b], &params, 10).unwrap();
     let ts: Vec<Transcript> = [&a, &b].iter().map(|s| p.transcript(s).clone()).collect();
-    let scores = tch::no_grad(|| p.score(&[&ts[0], &ts[1]], 0.7, false).unwrap());
+    let logprobs = sampled_match_scored(&mut p, &ts, 0.7, &[0, 0]);
     for (row, t) in ts.iter().enumerate() {
-        let lp = Vec::<f32>::try_from(scores.logprobs.get(row as i64)).unwrap();
-        let mut n = 0;
-        for (i, &m) in t.response_mask.iter().enumerate() {
-            if m == 1 {
-                n += 1;
-                assert!(
-                    (lp[i] - t.sample_logprobs[i]).abs() < 1e-4,
-                    "row {row} token {i}: scored {} sampled {}",
-                    lp[i],
-                    t.sample_logprobs[i]
-                );
-            }
-        }
-        assert!(n > 0);
+        let lp = Vec::<f32>::try_from(logprobs.get(row as i64)).unwrap();
         assert!(
             lp[t.tokens.len()..].iter().all(|&x| x == 0.0),
             "padding scores 0"
