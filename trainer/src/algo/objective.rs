@@ -1,8 +1,9 @@
 //! The GRPO objective for one micro-batch: clipped policy loss, plus
-//! β·KL(π‖π_ref) (k3), minus the entropy bonus, aggregated as the token mean
-//! over the whole mini-batch.
+//! β·KL(π‖π_ref) (k3), minus the entropy bonus, each summed over the
+//! generated tokens with the mini-batch's weights (`aggregate`), so
+//! micro-batches add up to the mini-batch's loss.
 
-use super::loss::{clipped_policy_loss, low_var_kl, masked_sum_over};
+use super::loss::{clipped_policy_loss, low_var_kl};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -22,10 +23,13 @@ pub struct MicroBatch<'a> {
     pub entropy: Option<&'a Tensor>,
     pub advantages: &'a Tensor,
     pub mask: &'a Tensor,
+    /// [B, 1]: each row's token weight over the whole mini-batch
+    /// (`token_weights`).
+    pub weights: &'a Tensor,
 }
 
 /// The loss to back-propagate and its parts, each as this micro-batch's share
-/// of the mini-batch token mean (so parts add up over micro-batches).
+/// of the mini-batch's aggregate (so parts add up over micro-batches).
 pub struct ObjectiveTerms {
     pub loss: Tensor,
     pub policy: f64,
@@ -34,13 +38,9 @@ pub struct ObjectiveTerms {
     pub clip_frac: f64,
 }
 
-/// `tokens_in_minibatch` is the mask's sum over the whole mini-batch.
-pub fn grpo_objective(
-    b: &MicroBatch,
-    cfg: &ObjectiveConfig,
-    tokens_in_minibatch: f64,
-) -> ObjectiveTerms {
-    let agg = |x: &Tensor| masked_sum_over(x, b.mask, tokens_in_minibatch);
+pub fn grpo_objective(b: &MicroBatch, cfg: &ObjectiveConfig) -> ObjectiveTerms {
+    let w = b.mask * b.weights;
+    let agg = |x: &Tensor| (x * &w).sum(Kind::Float);
     let (pg, clipped) = clipped_policy_loss(
         b.logp,
         b.old_logp,
@@ -76,6 +76,7 @@ pub fn grpo_objective(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algo::{LossAgg, token_weights};
 
     fn cfg() -> ObjectiveConfig {
         ObjectiveConfig {
@@ -86,10 +87,33 @@ mod tests {
         }
     }
 
+    fn weights_of(mask: &Tensor, agg: LossAgg) -> Tensor {
+        let lens: Vec<usize> = Vec::<f32>::try_from(mask.sum_dim_intlist(1, false, Kind::Float))
+            .unwrap()
+            .iter()
+            .map(|&l| l as usize)
+            .collect();
+        let w: Vec<f32> = token_weights(&lens, agg, 8)
+            .iter()
+            .map(|&w| w as f32)
+            .collect();
+        Tensor::from_slice(&w).view([lens.len() as i64, 1])
+    }
+
     /// Splitting a mini-batch into micro-batches gives the same gradient as
-    /// one pass: each micro-batch divides by the mini-batch's token count.
+    /// one pass, in every aggregation mode: the weights are the mini-batch's.
     #[test]
     fn micro_batches_accumulate_to_the_full_batch_gradient() {
+        for agg in [
+            LossAgg::TokenMean,
+            LossAgg::SeqMeanTokenMean,
+            LossAgg::SeqMeanTokenSumNorm,
+        ] {
+            accumulates(agg);
+        }
+    }
+
+    fn accumulates(agg: LossAgg) {
         tch::manual_seed(0);
         let base = Tensor::randn([4, 6], (Kind::Float, tch::Device::Cpu)) * 0.1 - 1.0;
         let old = (&base + Tensor::randn([4, 6], (Kind::Float, tch::Device::Cpu)) * 0.05).detach();
@@ -105,7 +129,7 @@ mod tests {
             1., 1., 1., 1., 1., 1.,
         ])
         .view([4, 6]);
-        let total = mask.sum(Kind::Float).double_value(&[]);
+        let weights = weights_of(&mask, agg);
         let run = |splits: &[(i64, i64)]| {
             let logp = base.copy().set_requires_grad(true);
             let mut kl = 0.0;
@@ -113,6 +137,7 @@ mod tests {
                 let sl = |t: &Tensor| t.narrow(0, s, e - s);
                 let lp = logp.narrow(0, s, e - s);
                 let (o, r, en, a, m) = (sl(&old), sl(&reference), sl(&ent), sl(&adv), sl(&mask));
+                let w = sl(&weights);
                 let mb = MicroBatch {
                     logp: &lp,
                     old_logp: &o,
@@ -120,8 +145,9 @@ mod tests {
                     entropy: Some(&en),
                     advantages: &a,
                     mask: &m,
+                    weights: &w,
                 };
-                let t = grpo_objective(&mb, &cfg(), total);
+                let t = grpo_objective(&mb, &cfg());
                 kl += t.kl;
                 t.loss.backward();
             }
@@ -129,8 +155,8 @@ mod tests {
         };
         let (g_full, kl_full) = run(&[(0, 4)]);
         let (g_micro, kl_micro) = run(&[(0, 1), (1, 3), (3, 4)]);
-        assert!(g_full.allclose(&g_micro, 1e-6, 1e-7, false));
-        assert!((kl_full - kl_micro).abs() < 1e-9);
+        assert!(g_full.allclose(&g_micro, 1e-6, 1e-7, false), "{agg:?}");
+        assert!((kl_full - kl_micro).abs() < 1e-9, "{agg:?}");
         // Masked tokens get no gradient.
         let masked = g_full.masked_select(&mask.eq(0.0));
         assert_eq!(masked.abs().sum(Kind::Float).double_value(&[]), 0.0);
@@ -152,8 +178,9 @@ mod tests {
             entropy: None,
             advantages: &zero,
             mask: &mask,
+            weights: &mask,
         };
-        let t = grpo_objective(&mb, &cfg(), 1.0);
+        let t = grpo_objective(&mb, &cfg());
         assert!(t.kl > 0.0);
         t.loss.backward();
         // Raising logp towards ref lowers the loss.

@@ -493,6 +493,7 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
         temperature: 1.0,
         grad_clip: GRAD_CLIP,
         lr: o.lr,
+        response_budget: 0,
     };
     let named = policy.trainable_parameters();
     let before: Vec<Tensor> = named.iter().map(|(_, t)| cpu_f32(t)).collect();

@@ -2,7 +2,7 @@
 //! (`rollout.n=8 actor.lr=1e-6`), checked at start. Unknown keys are named
 //! with the closest known key; bad values are named with their key.
 
-use crate::algo::{AdamWConfig, Decay, ObjectiveConfig};
+use crate::algo::{AdamWConfig, Decay, LossAgg, ObjectiveConfig};
 use crate::data::{BadRowPolicy, DataFormat, LoadOptions};
 use crate::reward::RewardConfig;
 use crate::rollout::RolloutConfig;
@@ -176,6 +176,10 @@ pub struct AlgoConfig {
     pub source_balance: f64,
     /// Drop groups whose rewards are all equal before the update.
     pub filter_equal_groups: bool,
+    /// "token-mean" (every generated token weighs the same),
+    /// "seq-mean-token-mean" (every trajectory does) or
+    /// "seq-mean-token-sum-norm" (token sums over `rollout.max_response_tokens`).
+    pub loss_agg: LossAgg,
     /// Passes over each rollout batch. With 1 and one mini-batch the update
     /// is on-policy and takes the old log-probs from its backward pass.
     pub ppo_epochs: usize,
@@ -197,6 +201,7 @@ impl Default for AlgoConfig {
             entropy_coef: 0.0,
             source_balance: 0.0,
             filter_equal_groups: false,
+            loss_agg: LossAgg::TokenMean,
             ppo_epochs: 1,
             mini_batch: 0,
             micro_batch: 4,

@@ -322,6 +322,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 temperature: self.cfg.rollout.temperature,
                 grad_clip: self.cfg.actor.grad_clip,
                 lr,
+                response_budget: self.cfg.rollout.max_response_tokens,
             },
         )
         .with_context(|| format!("step {k}: update"))?;

@@ -4,7 +4,7 @@
 //! accumulation through `backward_scores`), gradient clipping and AdamW.
 
 use super::config::AlgoConfig;
-use crate::algo::{AdamW, MicroBatch, grpo_objective};
+use crate::algo::{AdamW, MicroBatch, grpo_objective, token_weights};
 use crate::policy::{TrainablePolicy, Transcript};
 use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
@@ -18,11 +18,14 @@ pub struct UpdateSettings<'a> {
     /// Max global gradient norm (0: none).
     pub grad_clip: f64,
     pub lr: f64,
+    /// `seq-mean-token-sum-norm`'s constant: the rollout's response budget.
+    pub response_budget: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStats {
-    /// Token-mean k3 KL to the reference (absent when `algo.kl_coef` = 0).
+    /// k3 KL to the reference, aggregated as the loss is (`algo.loss_agg`;
+    /// absent when `algo.kl_coef` = 0).
     pub kl: Option<f64>,
     /// Token-mean entropy of the rollout policy on its own tokens.
     pub entropy: Option<f64>,
@@ -189,7 +192,10 @@ fn update<P: TrainablePolicy>(
     let (mut pol, mut kl, mut clip, mut norms, mut minis) = (0.0, 0.0, 0.0, 0.0, 0usize);
     for _ in 0..s.algo.ppo_epochs {
         for mb in order.chunks(mini) {
-            let tokens: f64 = mb.iter().map(|&i| batch[i].response_len() as f64).sum();
+            let lens: Vec<usize> = mb.iter().map(|&i| batch[i].response_len()).collect();
+            let weights = token_weights(&lens, s.algo.loss_agg, s.response_budget);
+            let weight_of: std::collections::HashMap<usize, f64> =
+                mb.iter().copied().zip(weights).collect();
             optim.zero_grad();
             for part in by_length(batch, mb).chunks(micro) {
                 let ts: Vec<&Transcript> = part.iter().map(|&i| batch[i]).collect();
@@ -213,6 +219,10 @@ fn update<P: TrainablePolicy>(
                     .view([part.len() as i64, 1])
                     .to_device(device);
                 let mask = mask_tensor(&ts, len, device);
+                let w: Vec<f32> = part.iter().map(|&i| weight_of[&i] as f32).collect();
+                let w = Tensor::from_slice(&w)
+                    .view([part.len() as i64, 1])
+                    .to_device(device);
                 let want = [part.len() as i64, len as i64];
                 let use_entropy = s.algo.entropy_coef != 0.0;
                 // On-policy, this pass also gives the entropy metric.
@@ -247,9 +257,9 @@ fn update<P: TrainablePolicy>(
                             },
                             advantages: &adv,
                             mask: &mask,
+                            weights: &w,
                         },
                         &objective,
-                        tokens,
                     );
                     pol += terms.policy;
                     kl += terms.kl;
@@ -286,6 +296,7 @@ fn update<P: TrainablePolicy>(
 mod tests {
     use super::*;
     use crate::algo::AdamWConfig;
+    use crate::algo::LossAgg;
     use crate::policy::{Policy, SampleParams, Segment};
     use crate::testkit::BigramPolicy;
 
@@ -307,11 +318,24 @@ mod tests {
         run_with(algo, false)
     }
 
+    const ADV: [f64; 6] = [1.0, -1.0, 0.5, -0.5, 2.0, -2.0];
+
     fn run_with(algo: &AlgoConfig, recompute: bool) -> (Tensor, UpdateStats) {
+        let (w, stats, _) = run_full(algo, &ADV, 0, recompute);
+        (w, stats)
+    }
+
+    /// One update of a fresh bigram policy on six sampled transcripts: the
+    /// first weight tensor after it, the stats, and the transcripts' lengths.
+    fn run_full(
+        algo: &AlgoConfig,
+        adv: &[f64],
+        response_budget: usize,
+        recompute: bool,
+    ) -> (Tensor, UpdateStats, Vec<usize>) {
         let mut p = BigramPolicy::new(1, 2.0);
-        let ts = sampled(&mut p, 6);
+        let ts = sampled(&mut p, adv.len());
         let batch: Vec<&Transcript> = ts.iter().collect();
-        let adv = [1.0, -1.0, 0.5, -0.5, 2.0, -2.0];
         let named = p.trainable_parameters();
         let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
         let mut opt = AdamW::new(named, AdamWConfig::default());
@@ -320,12 +344,62 @@ mod tests {
             temperature: 1.0,
             grad_clip: 1.0,
             lr: 1e-2,
+            response_budget,
         };
-        let stats = update(
-            &mut p, &mut opt, &params, &batch, &adv, &settings, recompute,
-        )
-        .unwrap();
-        (params[0].detach().copy(), stats)
+        let stats = update(&mut p, &mut opt, &params, &batch, adv, &settings, recompute).unwrap();
+        let lens = ts.iter().map(Transcript::response_len).collect();
+        (params[0].detach().copy(), stats, lens)
+    }
+
+    /// Each aggregation is token-mean with each trajectory's advantage
+    /// scaled by its weight: the weights reach the right rows.
+    #[test]
+    fn loss_aggregation_weighs_each_trajectory_as_named() {
+        let token_mean = AlgoConfig {
+            kl_coef: 0.0,
+            micro_batch: 4,
+            ..Default::default()
+        };
+        let (w_token, _, lens) = run_full(&token_mean, &ADV, 0, false);
+        assert!(
+            lens.iter().any(|&l| l != lens[0]),
+            "the test needs trajectories of different lengths: {lens:?}"
+        );
+        let total: usize = lens.iter().sum();
+        let n = lens.len() as f64;
+        for (agg, budget, per_len) in [
+            (LossAgg::SeqMeanTokenMean, 0, None),
+            (LossAgg::SeqMeanTokenSumNorm, 40, Some(40.0)),
+        ] {
+            let algo = AlgoConfig {
+                loss_agg: agg,
+                ..token_mean.clone()
+            };
+            let (w_agg, _, _) = run_full(&algo, &ADV, budget, false);
+            assert!(!w_agg.allclose(&w_token, 1e-6, 1e-6, false), "{agg:?}");
+            let scaled: Vec<f64> = ADV
+                .iter()
+                .zip(&lens)
+                .map(|(a, &l)| a * total as f64 / (n * per_len.unwrap_or(l as f64)))
+                .collect();
+            let (w_scaled, _, _) = run_full(&token_mean, &scaled, 0, false);
+            assert!(
+                w_agg.allclose(&w_scaled, 1e-5, 1e-6, false),
+                "{agg:?}: weights differ by {}",
+                (&w_agg - &w_scaled).abs().max().double_value(&[])
+            );
+            // Micro-batches still add up to the mini-batch.
+            let (w_micro, _, _) = run_full(
+                &AlgoConfig {
+                    micro_batch: 1,
+                    ..algo.clone()
+                },
+                &ADV,
+                budget,
+                false,
+            );
+            assert!(w_micro.allclose(&w_agg, 1e-6, 1e-6, false), "{agg:?}");
+        }
     }
 
     /// On-policy, the old log-probs come from the backward pass itself: the
@@ -403,6 +477,7 @@ mod tests {
             temperature: 1.0,
             grad_clip: 0.0,
             lr: 0.05,
+            response_budget: 0,
         };
         let stats =
             grpo_update(&mut p, &mut opt, &params, &batch, &[1.0, -1.0], &settings).unwrap();
