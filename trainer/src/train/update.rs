@@ -192,10 +192,15 @@ fn update<P: TrainablePolicy>(
     let (mut pol, mut kl, mut clip, mut norms, mut minis) = (0.0, 0.0, 0.0, 0.0, 0usize);
     for _ in 0..s.algo.ppo_epochs {
         for mb in order.chunks(mini) {
+            // Each trajectory's token weight within this mini-batch.
             let lens: Vec<usize> = mb.iter().map(|&i| batch[i].response_len()).collect();
-            let weights = token_weights(&lens, s.algo.loss_agg, s.response_budget);
-            let weight_of: std::collections::HashMap<usize, f64> =
-                mb.iter().copied().zip(weights).collect();
+            let mut weight = vec![0.0; batch.len()];
+            for (&i, w) in mb
+                .iter()
+                .zip(token_weights(&lens, s.algo.loss_agg, s.response_budget))
+            {
+                weight[i] = w;
+            }
             optim.zero_grad();
             for part in by_length(batch, mb).chunks(micro) {
                 let ts: Vec<&Transcript> = part.iter().map(|&i| batch[i]).collect();
@@ -219,7 +224,7 @@ fn update<P: TrainablePolicy>(
                     .view([part.len() as i64, 1])
                     .to_device(device);
                 let mask = mask_tensor(&ts, len, device);
-                let w: Vec<f32> = part.iter().map(|&i| weight_of[&i] as f32).collect();
+                let w: Vec<f32> = part.iter().map(|&i| weight[i] as f32).collect();
                 let w = Tensor::from_slice(&w)
                     .view([part.len() as i64, 1])
                     .to_device(device);
