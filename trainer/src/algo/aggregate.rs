@@ -15,6 +15,8 @@ pub enum LossAgg {
     SeqMeanTokenMean,
     /// Each sequence's token sum over a constant (the response budget),
     /// then the mean over sequences (Dr. GRPO): no length normalisation.
+    /// veRL's mode of this name sums over sequences instead: the same
+    /// direction, n times the size.
     SeqMeanTokenSumNorm,
 }
 
