@@ -471,12 +471,7 @@ fn distinct_prompts(seqs: &[&mut SeqState]) -> (Vec<usize>, Vec<i64>) {
     let mut reps: Vec<usize> = Vec::new();
     let mut map = Vec::with_capacity(seqs.len());
     for (i, s) in seqs.iter().enumerate() {
-        let same = if s.cached == 0 {
-            reps.iter().position(|&r| same_prompt(seqs[r], s))
-        } else {
-            None
-        };
-        match same {
+        match reps.iter().position(|&r| same_prompt(seqs[r], s)) {
             Some(k) => map.push(k as i64),
             None => {
                 map.push(reps.len() as i64);
