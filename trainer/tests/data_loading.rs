@@ -128,27 +128,43 @@ fn jsonl_with_image_folder() {
         .unwrap();
     std::fs::write(imgs.join("a.png"), &png).unwrap();
     std::fs::write(imgs.join("broken.png"), b"\x89PNG\r\n\x1a\nxx").unwrap();
+    let mut thin = Vec::new();
+    image::RgbImage::new(300, 1)
+        .write_to(
+            &mut std::io::Cursor::new(&mut thin),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    std::fs::write(imgs.join("thin.png"), &thin).unwrap();
+    std::fs::write(dir.path().join("outside.png"), &png).unwrap();
     let path = dir.path().join("eval.jsonl");
-    std::fs::write(
-        &path,
-        [
-            r#"{"question": "What is it?", "image": "a.png", "answer": "cat", "candidate_answers": ["kitten"]}"#,
-            r#"{"question": "Q", "image": "missing.png", "answer": "x"}"#,
-            r#"{"question": "Q", "image": "broken.png", "answer": "x"}"#,
-            r#"{"question": "Q", "images": ["a.png"], "candidate_answers": "[\"y\"]"}"#,
-            "{not json",
-            "",
-            r#"{"question": "Q2", "images": ["a.png", "a.png"], "ground_truth": "dog", "candidate_answers": "[\"puppy\"]", "image_url": "http://x/y.png"}"#,
-        ]
-        .join("\n"),
-    )
-    .unwrap();
+    let mut text = [
+        r#"{"question": "What is it?", "image": "a.png", "answer": "cat", "candidate_answers": ["kitten"]}"#,
+        r#"{"question": "Q", "image": "missing.png", "answer": "x"}"#,
+        r#"{"question": "Q", "image": "broken.png", "answer": "x"}"#,
+        r#"{"question": "Q", "images": ["a.png"], "candidate_answers": "[\"y\"]"}"#,
+        "{not json",
+        "",
+        r#"{"question": "Q2", "images": ["a.png", "a.png"], "ground_truth": "dog", "candidate_answers": "[\"puppy\"]", "image_url": "http://x/y.png"}"#,
+        // What the rollout would refuse is refused here, where the row is known.
+        r#"{"question": "Q", "image": "thin.png", "answer": "x"}"#,
+        r#"{"question": "Q", "image": "../outside.png", "answer": "x"}"#,
+        r#"{"question": "Q", "image": "/dev/zero", "answer": "x"}"#,
+        r#"{"question": "What is <|image_pad|>?", "image": "a.png", "answer": "x"}"#,
+    ]
+    .join("\n")
+    .into_bytes();
+    // A line that is not UTF-8 is one bad row; the rows after it still load.
+    text.extend_from_slice(b"\n{\"question\": \"\xff\"}\n");
+    text.extend_from_slice(br#"{"question": "Q3", "image": "a.png", "answer": "z"}"#);
+    std::fs::write(&path, text).unwrap();
     let opts = LoadOptions {
         image_dir: Some(imgs),
         ..Default::default()
     };
     let ds = inspect(&path, &opts).unwrap();
-    assert_eq!((ds.report.rows, ds.report.valid), (6, 2));
+    assert_eq!((ds.report.rows, ds.report.valid), (12, 3));
+    assert_eq!(ds.samples[2].id, "eval.jsonl#12");
     assert_eq!(ds.samples[0].gold.candidates, vec!["kitten"]);
     assert_eq!(ds.samples[1].images.len(), 2);
     assert_eq!(ds.samples[1].id, "eval.jsonl#6");
@@ -169,6 +185,21 @@ fn jsonl_with_image_folder() {
     );
     assert!(reasons[2].starts_with("3: missing `answer`"), "{reasons:?}");
     assert!(reasons[3].starts_with("4: not JSON"), "{reasons:?}");
+    assert!(
+        reasons[4].starts_with("7: thin.png: image 300x1: aspect ratio 300.0 is above 200"),
+        "{reasons:?}"
+    );
+    for (r, name) in [(5, "8: image ../outside.png"), (6, "9: image /dev/zero")] {
+        assert!(
+            reasons[r].starts_with(name) && reasons[r].contains("is outside the image folder"),
+            "{reasons:?}"
+        );
+    }
+    assert!(
+        reasons[7].starts_with("10: the question spells the special token \"<|image_pad|>\""),
+        "{reasons:?}"
+    );
+    assert!(reasons[8].starts_with("11: not UTF-8"), "{reasons:?}");
 }
 
 /// The demo's writer (parquet's column writer, no Arrow) must give pyarrow

@@ -16,7 +16,7 @@ pub enum DataCmd {
 pub struct CheckArgs {
     /// A .parquet (seed layout) or .jsonl file.
     pub file: PathBuf,
-    /// Folder for JSONL image names (default: the file's folder).
+    /// Folder that image file names are relative to (default: the file's folder).
     #[arg(long)]
     pub image_dir: Option<PathBuf>,
     /// Force the format instead of guessing it from the extension.

@@ -3,7 +3,10 @@
 //!   "candidate_answers", "data_source", "image_url"}`; image names are
 //! relative to the image folder (default: the file's own folder).
 
-use super::sample::{Sample, candidates_from_json, check_image, clean_question, parse_candidates};
+use super::image_file::ImageFolder;
+use super::sample::{
+    Sample, candidates_from_json, check_image, check_question, clean_question, parse_candidates,
+};
 use super::{RowOutcome, source_name};
 use crate::reward::GoldAnswers;
 use anyhow::{Context, Result};
@@ -14,24 +17,34 @@ use std::path::Path;
 pub fn read(path: &Path, image_dir: Option<&Path>) -> Result<Vec<RowOutcome>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dir = image_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")));
+    let dir =
+        ImageFolder::new(image_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new("."))));
     let name = source_name(path);
     let mut out = Vec::new();
-    for (row, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}: cannot read line {}", path.display(), row + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    let mut reader = std::io::BufReader::new(file);
+    let mut raw = Vec::new();
+    for row in 0.. {
+        raw.clear();
+        let n = reader
+            .read_until(b'\n', &mut raw)
+            .with_context(|| format!("{}: cannot read line {}", path.display(), row + 1))?;
+        if n == 0 {
+            break;
         }
-        let sample = serde_json::from_str::<Value>(&line)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|v| row_to_sample(format!("{name}#{row}"), &v, dir));
+        // A line that is not UTF-8 is one bad row, not the end of the file.
+        let sample = match std::str::from_utf8(&raw) {
+            Err(e) => Err(format!("not UTF-8: {e}")),
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => serde_json::from_str::<Value>(line)
+                .map_err(|e| format!("not JSON: {e}"))
+                .and_then(|v| row_to_sample(format!("{name}#{row}"), &v, &dir)),
+        };
         out.push(RowOutcome { row, sample });
     }
     Ok(out)
 }
 
-fn row_to_sample(id: String, v: &Value, dir: &Path) -> Result<Sample, String> {
+fn row_to_sample(id: String, v: &Value, dir: &ImageFolder) -> Result<Sample, String> {
     let obj = v.as_object().ok_or("line is not a JSON object")?;
     let text = |k: &str| {
         obj.get(k)
@@ -42,6 +55,7 @@ fn row_to_sample(id: String, v: &Value, dir: &Path) -> Result<Sample, String> {
     let question = text("question")
         .map(clean_question)
         .ok_or("missing `question`")?;
+    check_question(&question)?;
     let names: Vec<String> = match (obj.get("images"), text("image")) {
         (Some(Value::Array(items)), _) => items
             .iter()
@@ -59,9 +73,7 @@ fn row_to_sample(id: String, v: &Value, dir: &Path) -> Result<Sample, String> {
     }
     let mut images = Vec::with_capacity(names.len());
     for n in &names {
-        let full = dir.join(n);
-        let bytes = std::fs::read(&full)
-            .map_err(|e| format!("cannot read image {}: {e}", full.display()))?;
+        let bytes = dir.read(n)?;
         check_image(&bytes).map_err(|e| format!("{n}: {e}"))?;
         images.push(bytes);
     }

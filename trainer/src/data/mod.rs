@@ -4,12 +4,14 @@
 
 mod cell;
 mod cursor;
+mod image_file;
 mod jsonl;
 mod parquet;
 mod sample;
 
 pub use cursor::DataCursor;
-pub use sample::{Sample, check_image, clean_question};
+pub use image_file::MAX_IMAGE_BYTES;
+pub use sample::{Sample, check_image, check_question, clean_question};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -38,7 +40,8 @@ pub enum BadRowPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadOptions {
     pub format: DataFormat,
-    /// Folder for JSONL image names (default: the JSONL file's folder).
+    /// Folder that image names (JSONL `image`, parquet `images.path`) are
+    /// relative to, and confined to (default: the dataset file's folder).
     pub image_dir: Option<PathBuf>,
     pub on_bad_row: BadRowPolicy,
 }
@@ -89,7 +92,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
         f => f,
     };
     let rows = match format {
-        DataFormat::Parquet => parquet::read(path)?,
+        DataFormat::Parquet => parquet::read(path, opts.image_dir.as_deref())?,
         DataFormat::Jsonl | DataFormat::Auto => jsonl::read(path, opts.image_dir.as_deref())?,
     };
     let mut report = LoadReport {

@@ -3,7 +3,8 @@
 //! as a JSON string, style}), `data_source`, and a nullable `image_urls`.
 
 use super::cell::{Cell, cell};
-use super::sample::{Sample, check_image, clean_question, parse_candidates};
+use super::image_file::ImageFolder;
+use super::sample::{Sample, check_image, check_question, clean_question, parse_candidates};
 use super::{RowOutcome, source_name};
 use crate::reward::GoldAnswers;
 use anyhow::{Context, Result, bail};
@@ -24,7 +25,7 @@ const USED: [&str; 5] = [
 
 /// Reads every row; a bad row becomes `Err(reason)` in its slot. Only a file
 /// that cannot be read as this format at all is an `Err`.
-pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
+pub fn read(path: &Path, image_dir: Option<&Path>) -> Result<Vec<RowOutcome>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
@@ -53,7 +54,8 @@ pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
                 .collect(),
         )
         .build()?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base =
+        ImageFolder::new(image_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new("."))));
     let name = source_name(path);
     let mut out = Vec::new();
     for record in reader
@@ -77,7 +79,7 @@ pub fn read(path: &Path) -> Result<Vec<RowOutcome>> {
                 &get("reward_model")?,
                 &get("data_source")?,
                 &get("image_urls")?,
-                base,
+                &base,
             )
         })();
         out.push(RowOutcome { row, sample });
@@ -92,7 +94,7 @@ fn row_to_sample(
     reward: &Cell,
     source: &Cell,
     urls: &Cell,
-    base: &Path,
+    base: &ImageFolder,
 ) -> Result<Sample, String> {
     let Cell::List(messages) = prompt else {
         return Err("prompt is not a list of messages".into());
@@ -104,6 +106,7 @@ fn row_to_sample(
         .map(clean_question)
         .find(|q| !q.is_empty())
         .ok_or("prompt has no user message with a question")?;
+    check_question(&question)?;
 
     let Cell::List(entries) = images else {
         return Err("images is null or not a list".into());
@@ -116,9 +119,7 @@ fn row_to_sample(
         let bytes = match (e.field("bytes"), e.field("path").and_then(Cell::as_str)) {
             (Some(Cell::Bytes(b)), _) if !b.is_empty() => b.clone(),
             (_, Some(p)) if !p.is_empty() => {
-                let full = base.join(p);
-                std::fs::read(&full)
-                    .map_err(|err| format!("images[{i}]: cannot read {}: {err}", full.display()))?
+                base.read(p).map_err(|err| format!("images[{i}]: {err}"))?
             }
             _ => return Err(format!("images[{i}] has neither bytes nor a path")),
         };

@@ -25,10 +25,15 @@ pub fn clean_question(text: &str) -> String {
         .join(" ")
 }
 
+/// Qwen2.5-VL's processor refuses images more elongated than this.
+pub const MAX_ASPECT_RATIO: f64 = 200.0;
+
 /// A cheap check that bytes are an image the processor can open: the format
-/// is recognised, the header gives non-zero dimensions, and the file is not
-/// cut short.
+/// is recognised, the header gives non-zero dimensions within the processor's
+/// aspect ratio and the decoder's memory limit, and the file is not cut short.
+/// Whatever the rollout would refuse is caught here, where the row is known.
 pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
+    use image::ImageDecoder;
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable image: {e}"))?;
@@ -39,10 +44,44 @@ pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
         ));
     };
     check_complete(format, bytes)?;
-    match reader.into_dimensions() {
-        Ok((w, h)) if w > 0 && h > 0 => Ok((w, h)),
-        Ok((w, h)) => Err(format!("image has empty size {w}x{h}")),
-        Err(e) => Err(format!("corrupt image: {e}")),
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("corrupt image: {e}"))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(format!("image has empty size {w}x{h}"));
+    }
+    let ratio = f64::from(w.max(h)) / f64::from(w.min(h));
+    if ratio > MAX_ASPECT_RATIO {
+        return Err(format!(
+            "image {w}x{h}: aspect ratio {ratio:.1} is above {MAX_ASPECT_RATIO}"
+        ));
+    }
+    // The limit `image::load_from_memory` decodes under.
+    let limit = image::Limits::default().max_alloc.unwrap_or(u64::MAX);
+    if decoder.total_bytes() > limit {
+        return Err(format!(
+            "image {w}x{h} needs {} MiB to decode, above the decoder's {} MiB limit",
+            decoder.total_bytes() >> 20,
+            limit >> 20
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Refuses a question that spells a special token (`<|image_pad|>`,
+/// `<|im_end|>`, …): the tokenizer would read it as that token, adding image
+/// slots or ending the turn early.
+pub fn check_question(question: &str) -> Result<(), String> {
+    let Some(start) = question.find("<|") else {
+        return Ok(());
+    };
+    match question[start + 2..].find("|>") {
+        Some(len) => Err(format!(
+            "the question spells the special token {:?}",
+            &question[start..start + len + 4]
+        )),
+        None => Ok(()),
     }
 }
 
@@ -103,6 +142,36 @@ mod tests {
     #[test]
     fn questions_lose_image_placeholders() {
         assert_eq!(clean_question("<image>\nWhat is  this?"), "What is this?");
+    }
+
+    #[test]
+    fn questions_that_spell_special_tokens_are_refused() {
+        assert!(check_question("What is <this|thing>?").is_ok());
+        assert!(check_question("a <| b").is_ok());
+        let err = check_question("What is <|vision_start|><|image_pad|>?").unwrap_err();
+        assert!(err.contains("\"<|vision_start|>\""), "{err}");
+    }
+
+    #[test]
+    fn images_the_processor_would_refuse_are_refused() {
+        let png = |w, h| {
+            let mut b = Vec::new();
+            image::GrayImage::new(w, h)
+                .write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Png)
+                .unwrap();
+            b
+        };
+        assert_eq!(check_image(&png(200, 1)), Ok((200, 1)));
+        let err = check_image(&png(201, 1)).unwrap_err();
+        assert!(err.contains("aspect ratio 201.0 is above 200"), "{err}");
+        // A header that claims 100000x100000: 30 GB of RGB, never allocated.
+        let mut huge = png(4, 4);
+        huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32fast::hash(&huge[12..29]);
+        huge[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = check_image(&huge).unwrap_err();
+        assert!(err.contains("above the decoder's 512 MiB limit"), "{err}");
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub struct DataConfig {
     /// Optional held-out set (empty: none).
     pub val: String,
     pub format: DataFormat,
-    /// Folder for JSONL image names (empty: the JSONL file's folder).
+    /// Folder that image file names are relative to (empty: the dataset
+    /// file's folder).
     pub image_dir: String,
     pub on_bad_row: BadRowPolicy,
     pub shuffle: bool,
