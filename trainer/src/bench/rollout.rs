@@ -278,6 +278,7 @@ fn requests(prompts: usize, n: usize) -> Vec<RolloutRequest> {
         .flat_map(|i| {
             std::iter::repeat_n(
                 RolloutRequest {
+                    id: format!("bench#{i}"),
                     question: format!("What is the landmark in picture {i}?"),
                     image: png(i as u8),
                     image_url: None,

@@ -157,6 +157,7 @@ fn request(sample: &Sample) -> Result<RolloutRequest> {
         .first()
         .with_context(|| format!("{}: no image", sample.id))?;
     Ok(RolloutRequest {
+        id: sample.id.clone(),
         question: sample.question.clone(),
         image: image.clone(),
         image_url: sample.image_url.clone(),

@@ -94,7 +94,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 .first_turn(&req.question, self.cfg.max_rounds)?;
             let session = policy
                 .open(&[Segment::Image(req.image.clone()), Segment::Text(text)])
-                .with_context(|| format!("opening rollout {i}"))?;
+                .with_context(|| format!("opening rollout {i} ({})", req.id))?;
             slots.push(Slot {
                 session,
                 state: State::Ready,

@@ -26,6 +26,7 @@ fn png(w: u32) -> Vec<u8> {
 
 fn request(q: &str) -> RolloutRequest {
     RolloutRequest {
+        id: format!("test#{q}"),
         question: q.into(),
         image: png(4),
         image_url: Some("http://img/1.png".into()),
@@ -330,6 +331,7 @@ fn a_bad_input_image_is_an_error_not_a_hang() {
     let rt = runtime();
     let eng = engine(RolloutConfig::default(), fake_tools(0), &rt);
     let req = RolloutRequest {
+        id: "junk.parquet#7".into(),
         question: "ans".into(),
         image: b"junk".to_vec(),
         image_url: None,
@@ -340,7 +342,7 @@ fn a_bad_input_image_is_an_error_not_a_hang() {
             .unwrap_err()
     );
     assert!(
-        err.contains("opening rollout 0") && err.contains("not an image"),
+        err.contains("opening rollout 0 (junk.parquet#7)") && err.contains("not an image"),
         "{err}"
     );
 }

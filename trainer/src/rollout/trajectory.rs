@@ -9,6 +9,8 @@ use std::time::Duration;
 /// One question to roll out.
 #[derive(Clone, Debug)]
 pub struct RolloutRequest {
+    /// The dataset row it came from (`train.parquet#12`), for errors.
+    pub id: String,
     pub question: String,
     /// The input image (encoded), the one image search looks up.
     pub image: Vec<u8>,

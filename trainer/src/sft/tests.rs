@@ -210,6 +210,7 @@ fn transcripts_are_what_a_rollout_makes_with_masks_on_the_scripted_turns_only() 
     let requests: Vec<RolloutRequest> = samples
         .iter()
         .map(|s| RolloutRequest {
+            id: s.id.clone(),
             question: s.question.clone(),
             image: s.images[0].clone(),
             image_url: s.image_url.clone(),

@@ -278,6 +278,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             for _ in 0..n {
                 sources.push(s.data_source.as_str());
                 requests.push(RolloutRequest {
+                    id: s.id.clone(),
                     question: s.question.clone(),
                     image: s.images[0].clone(),
                     image_url: s.image_url.clone(),
