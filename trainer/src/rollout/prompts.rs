@@ -102,6 +102,19 @@ impl Prompts {
             .and_then(|_| prompts.after_search(false, "q"))
             .and_then(|_| prompts.search_error("e"))
             .with_context(|| format!("prompts in {}", dir.display()))?;
+        // A first turn that renders but drops the question trains on nothing.
+        const Q: &str = "\u{E000}question\u{E001}";
+        let mut first = vec![(FIRST_TURN, prompts.first_turn(Q, 3)?)];
+        if prompts.env.get_template(DIRECT_FIRST_TURN).is_ok() {
+            first.push((DIRECT_FIRST_TURN, prompts.direct_first_turn(Q)?));
+        }
+        for (name, text) in first {
+            anyhow::ensure!(
+                text.contains(Q),
+                "prompt {} never writes {{{{ question }}}}: the model would not see the question",
+                dir.join(format!("{name}.txt")).display()
+            );
+        }
         Ok(prompts)
     }
 
@@ -219,6 +232,20 @@ mod tests {
         assert_eq!(p.search_unavailable("y").unwrap(), "U: y");
         std::fs::write(dir.path().join("first_turn.txt"), "{{ question").unwrap();
         assert!(Prompts::from_dir(dir.path()).is_err());
+        for name in [FIRST_TURN, DIRECT_FIRST_TURN] {
+            std::fs::write(dir.path().join("first_turn.txt"), "Q: {{ question }}").unwrap();
+            std::fs::write(
+                dir.path().join("direct_first_turn.txt"),
+                "D: {{ question }}",
+            )
+            .unwrap();
+            std::fs::write(dir.path().join(format!("{name}.txt")), "Answer please.").unwrap();
+            let err = format!("{:#}", Prompts::from_dir(dir.path()).err().unwrap());
+            assert!(
+                err.contains(&format!("{name}.txt never writes {{{{ question }}}}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
