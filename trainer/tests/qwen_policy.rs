@@ -541,6 +541,7 @@ fn the_rollout_engine_drives_the_policy() {
     );
     let requests: Vec<RolloutRequest> = (0..3)
         .map(|i| RolloutRequest {
+            id: format!("demo#{i}"),
             question: format!("Which town is this? ({i})"),
             image: demo().photos[i].clone(),
             image_url: None,
@@ -629,4 +630,34 @@ fn the_chat_template_comes_from_any_of_its_files() {
     .unwrap();
     let err = format!("{:#}", ChatTokenizer::from_dir(dir.path()).err().unwrap());
     assert!(err.contains("chat template"), "{err}");
+}
+
+/// A template that drops images is refused when the model is loaded, with
+/// the model dir named, not at the first rollout.
+#[test]
+fn a_chat_template_without_image_slots_is_refused_at_load() {
+    let src = &demo().model;
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let cfg_path = dir.path().join("tokenizer_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let template = cfg["chat_template"].as_str().unwrap().to_string();
+    assert!(template.contains("<|image_pad|>"), "{template}");
+    cfg["chat_template"] = template.replace("<|image_pad|>", "").into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = format!(
+        "{:#}",
+        QwenVlPolicy::init_random(dir.path(), 7, &PolicyOptions::default())
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("renders 0 image placeholders")
+            && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 }

@@ -124,6 +124,15 @@ impl QwenVlPolicy {
             );
         }
         let tokenizer = ChatTokenizer::from_dir(dir)?;
+        // Not read (sampling comes from the run's config) but copied on
+        // export, where a broken one would make the model dir unloadable.
+        let gen_config = dir.join("generation_config.json");
+        if gen_config.exists() {
+            let text = std::fs::read_to_string(&gen_config)
+                .with_context(|| format!("reading {}", gen_config.display()))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("{} is not JSON", gen_config.display()))?;
+        }
         let processor = ImageProcessor::from_file(&dir.join("preprocessor_config.json"))?;
         let vocab = model.cfg.text.vocab_size;
         ensure!(
@@ -138,6 +147,19 @@ impl QwenVlPolicy {
             "{}: <|image_pad|> is {image_pad:?} in the tokenizer but image_token_id {} in config.json",
             dir.display(),
             model.cfg.image_token_id
+        );
+        // Checked here, not at the first rollout, where the error could not
+        // name the model.
+        let probe = ChatTokenizer::user_message(&[Part::Image, Part::Text("x".into())]);
+        let rendered = tokenizer.encode(&tokenizer.render(&[probe], false)?)?;
+        let slots = rendered
+            .iter()
+            .filter(|&&t| t == model.cfg.image_token_id)
+            .count();
+        ensure!(
+            slots == 1,
+            "{}: the chat template renders {slots} image placeholders (<|image_pad|>) for a user message with one image",
+            dir.display()
         );
         let closer = tokenizer.encode(&tokenizer.closer)?;
         let gen_prompt = tokenizer.encode(&tokenizer.gen_prompt)?;

@@ -212,6 +212,12 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
             .map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
         for (name, t) in tensors {
             let name = hub_name(&name);
+            // A NaN in the weights would only show as skipped steps later.
+            ensure!(
+                !t.is_floating_point() || t.isfinite().all().int64_value(&[]) == 1,
+                "{}: tensor {name} holds NaN or infinite values",
+                file.display()
+            );
             ensure!(
                 out.insert(name.clone(), t).is_none(),
                 "weights: tensor {name} appears twice"
@@ -298,6 +304,16 @@ mod tests {
         for (name, t) in &tensors {
             assert!(back[name].equal(t), "{name}");
         }
+        // One NaN in one shard: the file and the tensor are named.
+        let mut bad = tensors;
+        let _ = bad[3].1.get(7).fill_(f64::NAN);
+        save_dir(&bad, dir.path(), 900).unwrap();
+        let err = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("model.layers.3.w holds NaN or infinite values")
+                && err.contains(".safetensors"),
+            "{err}"
+        );
     }
 
     #[test]
