@@ -305,7 +305,7 @@ mod tests {
             assert!(back[name].equal(t), "{name}");
         }
         // One NaN in one shard: the file and the tensor are named.
-        let mut bad = tensors;
+        let bad = tensors;
         let _ = bad[3].1.get(7).fill_(f64::NAN);
         save_dir(&bad, dir.path(), 900).unwrap();
         let err = load_dir(dir.path()).unwrap_err().to_string();
