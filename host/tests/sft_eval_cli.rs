@@ -170,6 +170,14 @@ fn sft_then_every_workflow_then_the_report() {
     );
     let model = s.run.join("model");
     assert!(model.join("model.safetensors").is_file());
+    // A second run into the same run dir would replace the model: refused.
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let e = run_err(host().arg("sft").arg("--config").arg(&s.config));
+    assert!(e.contains("already holds an SFT run"), "{e}");
+    assert_eq!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        weights
+    );
 
     let eval = |workflow: &str, label: &str, extra: &[&str]| -> EvalReport {
         let text = run_ok(

@@ -192,6 +192,21 @@ fn searches_run_through_the_wasm_tools_and_a_killed_run_resumes() {
     let back = BigramPolicy::load(&out).unwrap();
     let ck = train::checkpoint::load(&run.join("checkpoints/step-00000006")).unwrap();
     assert!(back.trainable_parameters()[0].1.equal(&ck.weights[0].1));
+    // A second export into the same dir would overwrite it: refused.
+    let before = std::fs::read(out.join("config.json")).unwrap();
+    let again = host()
+        .args(["export", "--checkpoint"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("is not empty"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), before);
     // A resume under another config is refused, naming the key.
     let mut other = args.clone();
     other.push("algo.kl_coef=0.5".into());

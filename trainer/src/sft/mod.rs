@@ -84,6 +84,15 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     handle: &Handle,
 ) -> Result<SftSummary> {
     let run_dir = PathBuf::from(&base.run.dir);
+    // An earlier run's model and metrics are not replaced silently.
+    for done in [crate::report::METRICS_FILE, SUMMARY_FILE] {
+        anyhow::ensure!(
+            !run_dir.join(done).exists(),
+            "run dir {} already holds an SFT run ({done}): set another run.dir, or remove it",
+            run_dir.display()
+        );
+    }
+    crate::train::ensure_empty_out(&sft.out_dir(base))?;
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating run dir {}", run_dir.display()))?;
     let resolved = format!(

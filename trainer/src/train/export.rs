@@ -40,11 +40,29 @@ impl PolicyVisitor for Export<'_> {
     }
 }
 
+/// Refuses to write a model into a dir that already holds files: an export
+/// overwrites `config.json` and the weights of whatever model is there.
+pub fn ensure_empty_out(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("{} is not a readable directory", out.display()))?;
+        if let Some(first) = entries.next() {
+            bail!(
+                "{} is not empty (it holds {:?}): a model dir is written only into a new or empty dir; choose another or remove it",
+                out.display(),
+                first?.file_name()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Exports `checkpoint` (a checkpoint or run dir) to `out`; returns the
 /// checkpoint dir used.
 pub fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<PathBuf> {
     let dir = resolve_checkpoint(checkpoint)?;
     let ck = checkpoint::load(&dir)?;
+    ensure_empty_out(out)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     with_policy(
         &ck.config.model,
