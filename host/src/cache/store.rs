@@ -281,7 +281,8 @@ impl CacheStore {
         let mut lines = input.lines();
         let first = lines
             .next()
-            .with_context(|| format!("{source}: empty file"))??;
+            .with_context(|| format!("{source}: empty file"))?
+            .with_context(|| format!("{source} line 1"))?;
         let header: ExportHeaderLine = serde_json::from_str(&first)
             .ok()
             .filter(|h: &ExportHeaderLine| h.format == EXPORT_HEADER)
@@ -358,7 +359,14 @@ fn open_db(path: &Path) -> anyhow::Result<Database> {
             path.display()
         )
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Database::create(path))) {
+    // The default hook would print the panic (and a backtrace) before the
+    // error below says the same plainly. The hook is process-wide, so this
+    // mutes other threads' panic messages too, for this one call at start-up.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Database::create(path)));
+    std::panic::set_hook(hook);
+    match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => bail!(
             "tool cache {} is in use by another mmsr-host process",
@@ -400,9 +408,31 @@ mod tests {
         let whole = std::fs::read(&path).unwrap();
         let cut = dir.path().join("cut.redb");
         std::fs::write(&cut, &whole[..3000]).unwrap();
+        // redb's panic reaches no hook (the user would see it printed before
+        // the error), and the hook in place before is back afterwards.
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static REDB: AtomicUsize = AtomicUsize::new(0);
+        static PROBE: AtomicUsize = AtomicUsize::new(0);
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| {
+            if info.location().is_some_and(|l| l.file().contains("redb")) {
+                REDB.fetch_add(1, Ordering::SeqCst);
+            }
+            if info.payload().downcast_ref::<&str>() == Some(&"probe") {
+                PROBE.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
         let err = format!("{:#}", CacheStore::open(&cut).err().unwrap());
+        let _ = std::panic::catch_unwind(|| panic!("probe"));
+        std::panic::set_hook(before);
+        assert_eq!(
+            (REDB.load(Ordering::SeqCst), PROBE.load(Ordering::SeqCst)),
+            (0, 1)
+        );
         assert!(
-            err.contains("cut.redb is damaged or not a cache") && err.contains("move it away"),
+            err.contains("cut.redb is damaged or not a cache")
+                && err.contains("move it away")
+                && err.contains("refused its layout"),
             "{err}"
         );
         let junk = dir.path().join("junk.redb");
@@ -486,5 +516,15 @@ mod tests {
             store.import(&mut "{}\n".as_bytes(), "y.jsonl").unwrap_err()
         );
         assert!(err.contains("not an mmsr tool-cache export"), "{err}");
+        let err = format!(
+            "{:#}",
+            store
+                .import(&mut &b"\xff\xfe garbage\n"[..], "z.bin")
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("z.bin line 1") && err.contains("UTF-8"),
+            "{err}"
+        );
     }
 }
