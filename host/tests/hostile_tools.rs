@@ -594,6 +594,25 @@ async fn components_the_host_must_not_run_are_refused_at_load() {
         err.contains("field `wasm`") && err.contains("make tools"),
         "{err}"
     );
+    // A FIFO would block the read until something wrote to it: refused,
+    // both when loading and when inspecting.
+    let fifo = dir.path().join("fifo.wasm");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = refusal(&host, &tool("fifo", ToolKind::TextSearch, fifo.clone())).await;
+    assert!(
+        err.contains("fifo.wasm") && err.contains("not a regular file"),
+        "{err}"
+    );
+    let inspected = host.inspect(&fifo).await;
+    assert!(
+        inspected
+            .verdict
+            .as_ref()
+            .is_err_and(|e| e.contains("not a regular file")),
+        "{:?}",
+        inspected.verdict
+    );
 
     // The wrong world: a text-search tool as a page reader, a summarizer as a text search.
     let err = refusal(

@@ -154,7 +154,7 @@ impl ToolHost {
         tool.validate()?;
         let name = &tool.name;
         let wasm = &tool.wasm;
-        let bytes = std::fs::read(wasm).with_context(|| {
+        let bytes = read_wasm(wasm).with_context(|| {
             format!(
                 "tool `{name}`: field `wasm`: cannot read {} (are the tools built? `make tools`)",
                 wasm.display()
@@ -280,7 +280,7 @@ impl ToolHost {
             metadata: None,
             verdict: Ok(()),
         };
-        let bytes = match std::fs::read(path) {
+        let bytes = match read_wasm(path) {
             Ok(b) => b,
             Err(e) => {
                 out.verdict = Err(format!("cannot read: {e}"));
@@ -424,4 +424,16 @@ fn cpu_ticks(limits: &crate::manifest::Limits) -> u64 {
 /// as the CPU limit it hit rather than as a time-out.
 fn wall_timeout(limit: Duration) -> Duration {
     limit + (limit / 4).max(Duration::from_millis(100))
+}
+
+/// Reads a component file. Only a regular file: opening a FIFO would block
+/// until something wrote to it, and a device might never end.
+fn read_wasm(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::read(path)
 }
