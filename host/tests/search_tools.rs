@@ -137,6 +137,15 @@ async fn every_fault_becomes_its_typed_error() {
                     |e| matches!(e, ToolError::MalformedResponse(m) if m.contains("truncated")),
                 ),
             ),
+            // No HTTP status came back, so none is invented.
+            (
+                Fault::ShortBody,
+                Box::new(|e| {
+                    matches!(e, ToolError::Upstream { status: 0, .. })
+                        && e.to_string().starts_with("upstream connection failed: ")
+                        && e.is_transient()
+                }),
+            ),
             (
                 Fault::Html,
                 Box::new(

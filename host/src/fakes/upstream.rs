@@ -30,6 +30,9 @@ pub enum Fault {
     Hang,
     /// 200, `application/json`, the body cut in half.
     TruncatedJson,
+    /// 200 whose `content-length` promises twice the body it sends before
+    /// the connection closes: no whole answer arrives.
+    ShortBody,
     /// 200 with an HTML page (a captive portal, a CDN error page).
     Html,
     /// 200 with a chunked body of this many bytes (no content-length).
@@ -235,6 +238,18 @@ async fn answer(
                 cut,
             )
                 .into_response()
+        }
+        Some(Fault::ShortBody) => {
+            let text = ok.to_string();
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text.clone(),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, (text.len() * 2).into());
+            resp
         }
         Some(Fault::Html) => (
             StatusCode::OK,

@@ -97,7 +97,8 @@ pub enum ToolError {
     Timeout(String),
     #[error("rate limited{}", .retry_after_s.map(|s| format!(" (retry after {s}s)")).unwrap_or_default())]
     RateLimited { retry_after_s: Option<u32> },
-    #[error("upstream answered {status}: {message}")]
+    /// `status` 0: no HTTP answer came (the connection failed or broke).
+    #[error("{}", upstream_text(*.status, .message))]
     Upstream { status: u16, message: String },
     #[error("malformed upstream response: {0}")]
     MalformedResponse(String),
@@ -119,12 +120,19 @@ pub enum ToolError {
     Unavailable { tool: String, reason: String },
 }
 
+fn upstream_text(status: u16, message: &str) -> String {
+    match status {
+        0 => format!("upstream connection failed: {message}"),
+        s => format!("upstream answered {s}: {message}"),
+    }
+}
+
 impl ToolError {
-    /// Worth retrying: rate limits, 5xx and time-outs.
+    /// Worth retrying: rate limits, 5xx, broken connections and time-outs.
     pub fn is_transient(&self) -> bool {
         match self {
             ToolError::RateLimited { .. } | ToolError::Timeout(_) => true,
-            ToolError::Upstream { status, .. } => *status >= 500,
+            ToolError::Upstream { status, .. } => *status >= 500 || *status == 0,
             _ => false,
         }
     }

@@ -26,10 +26,12 @@ pub fn http_error(e: HttpError) -> SearchError {
                 "response body larger than the host allows: {m}"
             ))
         }
-        // Could not connect: the upstream is unavailable, which is worth a retry.
+        // No answer (could not connect, or the connection broke): status 0,
+        // which the host reads as worth a retry, not as a status the
+        // upstream sent.
         HttpError::Connection(m) => SearchError::Upstream(UpstreamError {
-            status: 503,
-            message: format!("connection failed: {m}"),
+            status: 0,
+            message: m,
         }),
         HttpError::InvalidRequest(m) => SearchError::InvalidInput(m),
     }
