@@ -328,7 +328,9 @@ impl QwenVlPolicy {
         let mut bytes = Vec::new();
         for seg in user {
             match seg {
-                Segment::Text(t) => parts.push(Part::Text(t.clone())),
+                // Search results are outside text: special tokens they
+                // spell stay text (ours come from the chat template).
+                Segment::Text(t) => parts.push(Part::Text(self.tokenizer.defuse(t).into_owned())),
                 Segment::Image(b) => {
                     let img = self.processor.process_bytes(b).with_context(|| {
                         format!("bad image in user turn (image {})", images.len())

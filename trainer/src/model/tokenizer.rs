@@ -34,6 +34,9 @@ pub struct ChatTokenizer {
     special: serde_json::Map<String, Value>,
     pub im_end: i64,
     pub pad: i64,
+    /// Special tokens' text (`<|im_end|>`, …), which [`Self::defuse`]
+    /// breaks up in outside text.
+    specials: Vec<String>,
     /// The generation prompt, e.g. `<|im_start|>assistant\n`.
     pub gen_prompt: String,
     /// What the template writes after an assistant message, e.g. `<|im_end|>\n`.
@@ -132,9 +135,17 @@ impl ChatTokenizer {
             .map(|f| dir.join(f))
             .filter(|p| p.exists())
             .collect();
+        let mut specials: Vec<String> = tokenizer
+            .get_added_tokens_decoder()
+            .into_values()
+            .filter(|t| t.special && !t.content.is_empty())
+            .map(|t| t.content)
+            .collect();
+        specials.sort();
         let mut me = Self {
             tokenizer,
             env,
+            specials,
             special: special_tokens(dir),
             im_end,
             pad,
@@ -208,6 +219,22 @@ impl ChatTokenizer {
         new.strip_prefix(&old).map(str::to_string).ok_or_else(|| {
             anyhow!("the chat template re-renders earlier turns differently when a turn is added")
         })
+    }
+
+    /// Text from outside (a search result, a page) with every special
+    /// token's spelling broken by a word joiner after its first character,
+    /// so it tokenizes as text: a page that spells `<|im_end|>` cannot end
+    /// the turn or open a fake one, and a `<|image_pad|>` adds no image slot.
+    pub fn defuse<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for s in &self.specials {
+            if out.contains(s.as_str()) {
+                let first = s.chars().next().map_or(0, char::len_utf8);
+                let broken = format!("{}\u{2060}{}", &s[..first], &s[first..]);
+                out = std::borrow::Cow::Owned(out.replace(s.as_str(), &broken));
+            }
+        }
+        out
     }
 
     /// Ids of `text`, special tokens parsed, nothing added around it.
