@@ -73,16 +73,17 @@ pub fn check_image(bytes: &[u8]) -> Result<(u32, u32), String> {
 /// `<|im_end|>`, …): the tokenizer would read it as that token, adding image
 /// slots or ending the turn early.
 pub fn check_question(question: &str) -> Result<(), String> {
-    let Some(start) = question.find("<|") else {
-        return Ok(());
-    };
-    match question[start + 2..].find("|>") {
-        Some(len) => Err(format!(
-            "the question spells the special token {:?}",
-            &question[start..start + len + 4]
-        )),
-        None => Ok(()),
+    for (start, _) in question.match_indices("<|") {
+        let rest = &question[start + 2..];
+        let Some(len) = rest.find("|>") else { break };
+        let name = &rest[..len];
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "the question spells the special token \"<|{name}|>\""
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `image` decodes a PNG or JPEG cut short without an error (the missing
@@ -148,6 +149,7 @@ mod tests {
     fn questions_that_spell_special_tokens_are_refused() {
         assert!(check_question("What is <this|thing>?").is_ok());
         assert!(check_question("a <| b").is_ok());
+        assert!(check_question("is a <| b |> c or <||>?").is_ok());
         let err = check_question("What is <|vision_start|><|image_pad|>?").unwrap_err();
         assert!(err.contains("\"<|vision_start|>\""), "{err}");
     }
