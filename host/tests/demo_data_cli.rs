@@ -106,3 +106,44 @@ fn a_bad_config_key_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("knwon") && err.contains("bad.toml"), "{err}");
 }
+
+/// A run killed at any moment leaves the old world whole or the new one
+/// whole, never a mix of two seeds (it used to overwrite file by file).
+#[test]
+fn a_killed_run_leaves_one_whole_world() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("medium.toml");
+    std::fs::write(
+        &config,
+        "vocab_size = 700\n[world]\nknown = 30\nunknown_train = 60\nunknown_test = 30\ndecoys = 30\n",
+    )
+    .unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    assert!(generate(&config, &old, 5).status.success());
+    let started = std::time::Instant::now();
+    assert!(generate(&config, &new, 6).status.success());
+    let whole = started.elapsed();
+    let (old_files, new_files) = (files(&old), files(&new));
+    let world = tmp.path().join("world");
+    // Kills spread over a whole run, so some land while files are written.
+    for tenth in 1..10 {
+        std::fs::remove_dir_all(&world).ok();
+        assert!(generate(&config, &world, 5).status.success());
+        let mut child = host()
+            .args(["demo-data", "--seed", "6", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&world)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * tenth / 10);
+        let _ = child.kill();
+        child.wait().unwrap();
+        let got = files(&world);
+        assert!(
+            got == old_files || got == new_files,
+            "killed after {tenth}/10 of a run: a world that is neither seed 5 nor seed 6"
+        );
+    }
+}

@@ -63,6 +63,49 @@ fn check_out_dir(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Generates into a fresh dir beside `out` and swaps it in when whole: an
+/// interrupted or failed run leaves the old world as it was, never a mix of
+/// two seeds (only the two renames at the end are not one step).
+fn generate_whole(
+    out: &Path,
+    config: &DemoDataConfig,
+    texts: &[String],
+) -> anyhow::Result<demo::Summary> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".demo-data-new-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a staging dir in {}", parent.display()))?;
+    let summary = demo::generate(staging.path(), config, texts)?;
+    let old = match std::fs::read_dir(out).map(|mut e| e.next().is_some()) {
+        Ok(true) => {
+            let old = tempfile::Builder::new()
+                .prefix(".demo-data-old-")
+                .tempdir_in(parent)?
+                .keep();
+            std::fs::rename(out, &old)
+                .with_context(|| format!("moving the old world {} aside", out.display()))?;
+            Some(old)
+        }
+        Ok(false) => {
+            std::fs::remove_dir(out).with_context(|| format!("replacing {}", out.display()))?;
+            None
+        }
+        Err(_) => None,
+    };
+    std::fs::rename(staging.keep(), out)
+        .with_context(|| format!("moving the new world into {}", out.display()))?;
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("removing the old world (now {})", old.display()))?;
+    }
+    Ok(summary)
+}
+
 pub fn load_demo_config(path: Option<&Path>) -> anyhow::Result<DemoDataConfig> {
     let Some(path) = path else {
         return Ok(DemoDataConfig::default());
@@ -86,7 +129,7 @@ pub fn run_demo_data(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let started = std::time::Instant::now();
-    let summary = demo::generate(&args.out, &config, &texts)?;
+    let summary = generate_whole(&args.out, &config, &texts)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
