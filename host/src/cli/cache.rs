@@ -59,9 +59,29 @@ pub fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
             }
         }
         CacheCmd::Export { file } => {
-            let out = std::fs::File::create(&file)
-                .with_context(|| format!("creating {}", file.display()))?;
-            let n = store.export(&mut BufWriter::new(out))?;
+            // Written beside the target and renamed over it only when whole:
+            // a full disk must not cost the previous export.
+            let dir = match file.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => std::path::Path::new("."),
+            };
+            let writing = || format!("exporting to {}", file.display());
+            let tmp = tempfile::NamedTempFile::new_in(dir).with_context(writing)?;
+            // A temp file is created 0600; keep the old export's mode, or 0644.
+            let mode = std::fs::metadata(&file)
+                .map(|m| m.permissions())
+                .unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o644));
+            tmp.as_file().set_permissions(mode).with_context(writing)?;
+            let mut out = BufWriter::new(tmp);
+            let n = store.export(&mut out).with_context(writing)?;
+            let tmp = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(writing)?;
+            tmp.as_file().sync_all().with_context(writing)?;
+            tmp.persist(&file)
+                .map_err(|e| e.error)
+                .with_context(writing)?;
             eprintln!("exported {n} entries to {}", file.display());
         }
         CacheCmd::Import { file } => {
