@@ -68,9 +68,13 @@ pub struct Metrics {
     pub questions: usize,
     pub accuracy_em: f64,
     pub accuracy_subem: f64,
-    /// Share judged correct, over the questions the judge saw.
+    /// Share judged correct, over the questions the judge gave a verdict on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy_judge: Option<f64>,
+    /// Questions left without a verdict while others got one (the judge
+    /// failed on them), so a share over few questions is not read as all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub judge_failed: usize,
     /// Share of questions with at least one image search.
     pub image_search_ratio: f64,
     /// Share of questions with at least one text search.
@@ -88,6 +92,10 @@ pub struct EvalSummary {
     pub overall: Metrics,
     pub search_free: Metrics,
     pub search_required: Metrics,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn share<'a>(results: &[&'a QuestionResult], pred: impl Fn(&'a QuestionResult) -> bool) -> f64 {
@@ -113,6 +121,11 @@ pub fn metrics(results: &[&QuestionResult]) -> Metrics {
         accuracy_subem: share(results, |r| r.sub_em),
         accuracy_judge: (!judged.is_empty())
             .then(|| judged.iter().filter(|&&j| j).count() as f64 / judged.len() as f64),
+        judge_failed: if judged.is_empty() {
+            0
+        } else {
+            results.len() - judged.len()
+        },
         image_search_ratio: share(results, |r| r.image_searches > 0),
         text_search_ratio: share(results, |r| r.text_searches > 0),
         search_ratio: share(results, QuestionResult::searched),
@@ -185,6 +198,11 @@ mod tests {
         let c = r(Category::SearchFree, true, true, 0, 0);
         let m = metrics(&[&a, &b, &c]);
         assert_eq!(m.accuracy_judge, Some(0.5));
+        assert_eq!(
+            m.judge_failed, 1,
+            "c got no verdict: the judge failed on it"
+        );
+        assert_eq!(metrics(&[&c]).judge_failed, 0, "no judge at all");
     }
 
     #[test]

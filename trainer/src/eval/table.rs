@@ -31,7 +31,11 @@ pub fn row(name: &str, s: &EvalSummary) -> Vec<String> {
         o.questions.to_string(),
         pct(o.accuracy_em),
         pct(o.accuracy_subem),
-        o.accuracy_judge.map_or_else(|| "-".to_string(), pct),
+        match (o.accuracy_judge, o.judge_failed) {
+            (None, _) => "-".to_string(),
+            (Some(a), 0) => pct(a),
+            (Some(a), n) => format!("{} ({n} failed)", pct(a)),
+        },
         pct(s.search_free.accuracy_em),
         pct(s.search_required.accuracy_em),
         pct(o.image_search_ratio),
