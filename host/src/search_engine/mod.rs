@@ -22,8 +22,10 @@ use text_index::{TextHit, TextIndex};
 
 /// Thumbnails fit in this square, as Lens thumbnails roughly do.
 const THUMBNAIL_SIDE: u32 = 256;
-/// Uploaded query images kept in memory (oldest dropped first).
+/// Uploaded query images kept in memory (oldest dropped first), by count
+/// and by bytes: 1,024 uploads of 20 MiB each would be 20 GiB.
 const MAX_UPLOADS: usize = 1024;
+const MAX_UPLOAD_TOTAL_BYTES: usize = 256 << 20;
 
 pub struct SearchEngine {
     corpus: Corpus,
@@ -37,6 +39,26 @@ pub struct SearchEngine {
 struct Uploads {
     by_name: HashMap<String, (Bytes, &'static str)>,
     order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Uploads {
+    /// Keeps `bytes` under `name`, dropping the oldest uploads past either
+    /// limit (the newest is always kept).
+    fn keep(&mut self, name: &str, bytes: Bytes, mime: &'static str, count: usize, total: usize) {
+        if self.by_name.contains_key(name) {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.by_name.insert(name.to_string(), (bytes, mime));
+        self.order.push_back(name.to_string());
+        while self.order.len() > count || (self.bytes > total && self.order.len() > 1) {
+            let old = self.order.pop_front().expect("non-empty");
+            if let Some((b, _)) = self.by_name.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+    }
 }
 
 /// A page whose image matched a Lens query.
@@ -146,16 +168,17 @@ impl SearchEngine {
             image::ImageFormat::Jpeg => ("jpg", "image/jpeg"),
             other => anyhow::bail!("uploaded image is {other:?}; only PNG and JPEG are served"),
         };
+        // The magic bytes alone would keep junk after a PNG signature.
+        mmsr_trainer::data::check_image(&bytes)
+            .map_err(|e| anyhow::anyhow!("uploaded image: {e}"))?;
         let name = format!("{}.{ext}", hex::encode(Sha256::digest(&bytes)));
-        let mut uploads = self.uploads.lock().expect("uploads lock poisoned");
-        if !uploads.by_name.contains_key(&name) {
-            uploads.by_name.insert(name.clone(), (bytes, mime));
-            uploads.order.push_back(name.clone());
-            while uploads.order.len() > MAX_UPLOADS {
-                let old = uploads.order.pop_front().expect("non-empty");
-                uploads.by_name.remove(&old);
-            }
-        }
+        self.uploads.lock().expect("uploads lock poisoned").keep(
+            &name,
+            bytes,
+            mime,
+            MAX_UPLOADS,
+            MAX_UPLOAD_TOTAL_BYTES,
+        );
         Ok(name)
     }
 
@@ -182,3 +205,28 @@ pub fn mime_of(bytes: &[u8]) -> &'static str {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod uploads_tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_capped_by_count_and_by_bytes() {
+        let mut u = Uploads::default();
+        for (i, size) in [10, 10, 10, 25].into_iter().enumerate() {
+            u.keep(
+                &format!("u{i}"),
+                Bytes::from(vec![0u8; size]),
+                "image/png",
+                3,
+                40,
+            );
+        }
+        // u0 went for the count, u1 for the bytes (10 + 10 + 25 > 40).
+        assert_eq!(u.order, ["u2", "u3"]);
+        assert_eq!(u.bytes, 35);
+        // One upload over the byte limit is still kept: it is the newest.
+        u.keep("big", Bytes::from(vec![0u8; 100]), "image/png", 3, 40);
+        assert_eq!((u.order.len(), u.bytes), (1, 100));
+    }
+}

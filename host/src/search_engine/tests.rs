@@ -188,5 +188,13 @@ async fn lens_matches_a_reencoded_upload() {
         .await
         .unwrap();
     assert_eq!(not_image.status(), 400);
+    // A PNG signature followed by junk is not kept either.
+    let junk = client
+        .post(format!("{base}/uploads"))
+        .body([&b"\x89PNG\r\n\x1a\n"[..], &[7u8; 4096]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 400);
     engine.shutdown().await;
 }
