@@ -85,6 +85,19 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         .zip(&outcomes)
         .map(|(s, o)| question_result(s, o, &base.reward))
         .collect();
+    let path = report_path(Path::new(&base.run.dir), label);
+    if judge.is_some() {
+        // Saved before judging too: a judge that hangs or an interrupt
+        // while judging keeps the rollouts.
+        EvalReport::new(
+            label,
+            workflow.name(),
+            &base.model.path,
+            dataset_path,
+            results.clone(),
+        )
+        .save(&path)?;
+    }
     let judge_stats =
         judge.map(|j| handle.block_on(judge_all(&mut results, j, eval.judge.concurrency)));
     let mut report = EvalReport::new(
@@ -95,7 +108,6 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         results,
     );
     report.judge = judge_stats;
-    let path = report_path(Path::new(&base.run.dir), label);
     report.save(&path)?;
     let table = table::render_text(&[(label.to_string(), report.summary.clone())]);
     Ok(EvalOutput {

@@ -63,7 +63,10 @@ impl EvalReport {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
+        // Renamed into place, so an interrupted save keeps the last report.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")
+            .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("writing eval report {}", path.display()))
     }
 

@@ -316,6 +316,21 @@ impl Judge for ExactJudge {
     }
 }
 
+/// ExactJudge that also reads what is on disk while it judges.
+struct ReadsTheSavedReport {
+    path: std::path::PathBuf,
+    seen: std::sync::Mutex<Vec<Option<usize>>>,
+}
+impl Judge for ReadsTheSavedReport {
+    fn judge<'a>(&'a self, item: &'a JudgeItem) -> JudgeFuture<'a> {
+        let saved = super::EvalReport::load(&self.path)
+            .ok()
+            .map(|r| r.results.len());
+        self.seen.lock().unwrap().push(saved);
+        ExactJudge.judge(item)
+    }
+}
+
 #[test]
 fn run_eval_saves_the_report_in_the_run_dir() {
     let tmp = tempfile::tempdir().unwrap();
@@ -356,6 +371,10 @@ fn run_eval_saves_the_report_in_the_run_dir() {
         super::config::command_config_from_table(table, &[], "eval").unwrap();
     let rt = runtime();
     let label = super::label_for(&eval, Workflow::OnDemand, Some("sft-on-demand"));
+    let judge = ReadsTheSavedReport {
+        path: run_dir.join("eval/sft-on-demand.json"),
+        seen: Default::default(),
+    };
     let out = super::run_eval(
         &base,
         &eval,
@@ -363,11 +382,18 @@ fn run_eval_saves_the_report_in_the_run_dir() {
         &label,
         &mut ScriptedPolicy::new(script),
         tools(),
-        Some(&ExactJudge),
+        Some(&judge),
         rt.handle(),
     )
     .unwrap();
+    // The rollouts were on disk before the judge was asked.
+    let seen = judge.seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|&n| n == Some(3)),
+        "{seen:?}"
+    );
     assert_eq!(out.path, run_dir.join("eval/sft-on-demand.json"));
+    assert!(!run_dir.join("eval/sft-on-demand.json.tmp").exists());
     let saved = super::EvalReport::load(&out.path).unwrap();
     assert_eq!(saved, out.report);
     let s = &saved.summary;
