@@ -5,7 +5,7 @@
 use super::config::{EvalSection, report_path};
 use super::judge::{Judge, judge_all};
 use super::workflow::{Workflow, WorkflowRunner, question_result};
-use super::{EvalReport, table};
+use super::{EvalReport, summarize, table};
 use crate::data;
 use crate::policy::Policy;
 use crate::rollout::Prompts;
@@ -80,26 +80,11 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     };
     let outcomes = runner.run(policy, workflow, &samples)?;
     progress.finish_and_clear();
-    let mut results: Vec<_> = samples
+    let results: Vec<_> = samples
         .iter()
         .zip(&outcomes)
         .map(|(s, o)| question_result(s, o, &base.reward))
         .collect();
-    let path = report_path(Path::new(&base.run.dir), label);
-    if judge.is_some() {
-        // Saved before judging too: a judge that hangs or an interrupt
-        // while judging keeps the rollouts.
-        EvalReport::new(
-            label,
-            workflow.name(),
-            &base.model.path,
-            dataset_path,
-            results.clone(),
-        )
-        .save(&path)?;
-    }
-    let judge_stats =
-        judge.map(|j| handle.block_on(judge_all(&mut results, j, eval.judge.concurrency)));
     let mut report = EvalReport::new(
         label,
         workflow.name(),
@@ -107,7 +92,15 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         dataset_path,
         results,
     );
-    report.judge = judge_stats;
+    let path = report_path(Path::new(&base.run.dir), label);
+    if let Some(j) = judge {
+        // Saved before judging too: a judge that hangs or an interrupt
+        // while judging keeps the rollouts.
+        report.save(&path)?;
+        let stats = handle.block_on(judge_all(&mut report.results, j, eval.judge.concurrency));
+        report.judge = Some(stats);
+        report.summary = summarize(&report.results);
+    }
     report.save(&path)?;
     let table = table::render_text(&[(label.to_string(), report.summary.clone())]);
     Ok(EvalOutput {
