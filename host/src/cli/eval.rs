@@ -5,7 +5,7 @@
 //! `eval.data` (or `data.val`) out once under the workflow, with the
 //! `[search]` tools of the same file, and writes `run.dir/eval/<label>.json`
 //! plus the table on the console.
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use mmsr_trainer::eval::config::{EvalSection, JudgeConfig, load_command_config};
 use mmsr_trainer::eval::judge::{
@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use super::train::search_config;
 use crate::pipeline::SearchPipeline;
+use crate::reliability::{Around, BreakerPolicy, Breakers, Retry, RetryPolicy};
 use crate::runtime::HostOptions;
+use crate::tools::ToolError;
 use crate::wire::openai::{ChatMessage, ChatRequest};
 
 #[derive(Args, Debug)]
@@ -87,12 +89,17 @@ impl SearchTools for EvalTools {
 
 // ───────────────────────────────── the judge ─────────────────────────────────
 
-/// The LLM judge over an OpenAI-compatible `POST …/v1/chat/completions`.
+/// The LLM judge over an OpenAI-compatible `POST …/v1/chat/completions`,
+/// behind the tools' retry and circuit breaker: transient failures are
+/// retried, and after a run of them the judge is skipped for a while.
 pub struct OpenAiJudge {
     client: reqwest::Client,
     endpoint: String,
     model: String,
     key: Option<String>,
+    timeout_s: u64,
+    retry: Retry,
+    breaker: Breakers,
 }
 
 impl OpenAiJudge {
@@ -105,9 +112,10 @@ impl OpenAiJudge {
         } else {
             format!("{base}/v1/chat/completions")
         };
+        let timeout_s = cfg.timeout_s.max(1);
         Ok(Self {
             client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(cfg.timeout_s.max(1)))
+                .timeout(std::time::Duration::from_secs(timeout_s))
                 .build()?,
             endpoint,
             model: cfg.model.clone(),
@@ -115,10 +123,20 @@ impl OpenAiJudge {
                 .then(|| std::env::var(&cfg.api_key_env).ok())
                 .flatten()
                 .filter(|k| !k.is_empty()),
+            timeout_s,
+            retry: Retry::new(RetryPolicy {
+                max_attempts: cfg.max_attempts.max(1),
+                ..RetryPolicy::default()
+            }),
+            breaker: Breakers::new(BreakerPolicy {
+                failure_threshold: cfg.breaker_failures.max(1),
+                cooldown: std::time::Duration::from_secs(cfg.breaker_cooldown_s),
+            }),
         })
     }
 
-    async fn ask(&self, item: &JudgeItem) -> anyhow::Result<bool> {
+    /// One attempt, its failure sorted as the retry and breaker read it.
+    async fn ask_once(&self, item: &JudgeItem) -> Result<bool, ToolError> {
         let request = ChatRequest {
             model: self.model.clone(),
             messages: vec![
@@ -138,28 +156,67 @@ impl OpenAiJudge {
         if let Some(key) = &self.key {
             call = call.bearer_auth(key);
         }
-        let reply = call
-            .send()
-            .await
-            .with_context(|| format!("judge {}", self.endpoint))?;
+        let reply = call.send().await.map_err(|e| self.transport_error(&e))?;
         let status = reply.status();
-        let body = read_capped(reply, MAX_JUDGE_REPLY).await?;
+        let retry_after_s = reply
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let body = read_capped(reply, MAX_JUDGE_REPLY, |e| self.transport_error(e)).await?;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ToolError::RateLimited { retry_after_s });
+        }
         if !status.is_success() {
-            bail!(
-                "judge {} returned {status}: {}",
-                self.endpoint,
-                body.chars().take(200).collect::<String>()
-            );
+            return Err(ToolError::Upstream {
+                status: status.as_u16(),
+                message: body.chars().take(200).collect(),
+            });
         }
         // Read leniently: compatible servers differ in the other fields.
+        let malformed = |m: &str| ToolError::MalformedResponse(m.to_string());
         let json: serde_json::Value =
-            serde_json::from_str(&body).context("the judge's reply is not JSON")?;
+            serde_json::from_str(&body).map_err(|_| malformed("the judge's reply is not JSON"))?;
         let content = json
             .pointer("/choices/0/message/content")
             .and_then(|c| c.as_str())
-            .context("the judge's reply has no choices[0].message.content")?;
-        parse_verdict(content)
+            .ok_or_else(|| malformed("the judge's reply has no choices[0].message.content"))?;
+        parse_verdict(content).map_err(|e| malformed(&e.to_string()))
     }
+
+    fn transport_error(&self, e: &reqwest::Error) -> ToolError {
+        if e.is_timeout() {
+            ToolError::Timeout(format!("no whole reply within {} s", self.timeout_s))
+        } else {
+            ToolError::Upstream {
+                status: 0,
+                message: error_chain(e),
+            }
+        }
+    }
+
+    async fn ask(&self, item: &JudgeItem) -> anyhow::Result<bool> {
+        self.retry
+            .around("judge", || {
+                self.breaker
+                    .around("judge", || Box::pin(self.ask_once(item)))
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("judge {}: {e}", self.endpoint))
+    }
+}
+
+/// The error and its causes, as reqwest's own text is terse ("error
+/// sending request").
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A verdict is one word; a reply past this is not a judge's.
@@ -167,11 +224,17 @@ const MAX_JUDGE_REPLY: usize = 1 << 20;
 
 /// The reply's body as text, refused once it passes `cap` bytes (a hostile
 /// or broken endpoint could otherwise fill memory within the timeout).
-async fn read_capped(mut reply: reqwest::Response, cap: usize) -> anyhow::Result<String> {
+async fn read_capped(
+    mut reply: reqwest::Response,
+    cap: usize,
+    transport: impl Fn(&reqwest::Error) -> ToolError,
+) -> Result<String, ToolError> {
     let mut body = Vec::new();
-    while let Some(chunk) = reply.chunk().await.context("reading the judge's reply")? {
+    while let Some(chunk) = reply.chunk().await.map_err(|e| transport(&e))? {
         if body.len() + chunk.len() > cap {
-            bail!("the judge's reply is over {cap} bytes");
+            return Err(ToolError::MalformedResponse(format!(
+                "the judge's reply is over {cap} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -292,15 +355,19 @@ mod tests {
 
     /// A judge endpoint on loopback: CORRECT when the prediction line is one
     /// of the gold lines; a 500 for the prediction "boom", 2 MiB of spaces
-    /// for "flood".
+    /// for "flood", no answer ever for "hang", and for "Brun (flaky)" a 503
+    /// on its first two calls, for "Brun (limited)" a 429 with Retry-After 1
+    /// on its first.
     async fn judge_server() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
+        let calls = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
         let app = axum::Router::new().route(
             "/v1/chat/completions",
             axum::routing::post(
                 move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
                     let log = Arc::clone(&log);
+                    let calls = Arc::clone(&calls);
                     async move {
                         let user = body["messages"][1]["content"]
                             .as_str()
@@ -323,6 +390,28 @@ mod tests {
                         if pred == "flood" {
                             return " ".repeat(2 * MAX_JUDGE_REPLY).into_response();
                         }
+                        if pred == "hang" {
+                            std::future::pending::<()>().await;
+                        }
+                        let call = {
+                            let mut calls = calls.lock().unwrap();
+                            let n = calls.entry(pred.to_string()).or_default();
+                            *n += 1;
+                            *n
+                        };
+                        if pred.ends_with("(flaky)") && call <= 2 {
+                            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy")
+                                .into_response();
+                        }
+                        if pred.ends_with("(limited)") && call == 1 {
+                            return (
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                [(axum::http::header::RETRY_AFTER, "1")],
+                                "slow down",
+                            )
+                                .into_response();
+                        }
+                        let pred = pred.split(" (").next().unwrap_or(pred);
                         let ok = user.lines().any(|l| l.strip_prefix("- ") == Some(pred));
                         let verdict = if ok { "CORRECT" } else { "INCORRECT" };
                         axum::Json(serde_json::json!({
@@ -340,6 +429,10 @@ mod tests {
     }
 
     use axum::response::IntoResponse;
+    use mmsr_trainer::eval::judge::judge_all;
+    use mmsr_trainer::eval::metrics::QuestionResult;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_judge_speaks_openai_chat_and_reads_the_verdict() {
@@ -394,5 +487,72 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", gone.judge(&item("Brun")).await.unwrap_err());
         assert!(err.contains("127.0.0.1:9"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flaky_judge_is_retried_and_a_dead_one_costs_one_timeout() {
+        let (url, seen) = judge_server().await;
+        let judge = OpenAiJudge::new(&JudgeConfig {
+            url,
+            model: "judge-1".into(),
+            timeout_s: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let item = |answer: &str| JudgeItem {
+            question: "Who founded Vorlak?".into(),
+            golds: vec!["Brun".into()],
+            answer: answer.into(),
+        };
+        // Two 503s, then the verdict: three attempts, the default.
+        assert!(judge.judge(&item("Brun (flaky)")).await.unwrap());
+        // A 429 is waited out for its Retry-After.
+        let start = Instant::now();
+        assert!(judge.judge(&item("Brun (limited)")).await.unwrap());
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        assert_eq!(seen.lock().unwrap().len(), 5);
+        // A 500 is retried too, and its text kept; a reply that is no
+        // verdict is not retried.
+        let err = format!("{:#}", judge.judge(&item("boom")).await.unwrap_err());
+        assert!(err.contains("500") && err.contains("down"), "{err}");
+        assert_eq!(seen.lock().unwrap().len(), 8);
+
+        // A judge that never answers: the first wave of calls times out,
+        // the breaker opens, and the other questions fail at once, named.
+        let (url, seen) = judge_server().await;
+        let judge = OpenAiJudge::new(&JudgeConfig {
+            url,
+            model: "judge-1".into(),
+            timeout_s: 1,
+            concurrency: 4,
+            breaker_failures: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut results: Vec<QuestionResult> = (0..40)
+            .map(|i| QuestionResult {
+                id: format!("q{i}"),
+                question: "Q?".into(),
+                answer: Some("hang".into()),
+                golds: vec!["x".into()],
+                ..Default::default()
+            })
+            .collect();
+        let start = Instant::now();
+        let stats = judge_all(&mut results, &judge, 4).await;
+        let took = start.elapsed();
+        assert_eq!(stats.failed.len(), 40);
+        assert!(results.iter().all(|r| r.judge.is_none()));
+        let calls = seen.lock().unwrap().len();
+        // Without the breaker: 40 questions × 3 attempts, ten waves of 3 s.
+        assert!(calls <= 8, "{calls} calls reached a dead judge");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        // Each names the time-out behind the open circuit.
+        for (id, why) in &stats.failed {
+            assert!(
+                why.contains("circuit open") && why.contains("no whole reply within 1 s"),
+                "{id}: {why}"
+            );
+        }
     }
 }

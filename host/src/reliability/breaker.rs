@@ -43,6 +43,9 @@ enum State {
 pub struct Breakers {
     policy: BreakerPolicy,
     states: Mutex<HashMap<String, State>>,
+    /// Each tool's last health failure, named when its circuit refuses a
+    /// call (the refusal alone would hide why).
+    last_failure: Mutex<HashMap<String, String>>,
 }
 
 /// Counts against the upstream's health: what retrying is for, and traps.
@@ -75,6 +78,7 @@ impl Breakers {
         Self {
             policy,
             states: Mutex::new(HashMap::new()),
+            last_failure: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,8 +104,13 @@ impl Breakers {
             State::Open { until } => Err(ToolError::Unavailable {
                 tool: tool.to_string(),
                 reason: format!(
-                    "circuit open after {} consecutive failures; next try in {:.1}s",
+                    "circuit open after {} consecutive failures (the last: {}); next try in {:.1}s",
                     self.policy.failure_threshold,
+                    self.last_failure
+                        .lock()
+                        .expect("breaker map poisoned")
+                        .get(tool)
+                        .map_or("unknown", String::as_str),
                     until
                         .saturating_duration_since(Instant::now())
                         .as_secs_f64()
@@ -114,7 +123,14 @@ impl Breakers {
         }
     }
 
-    fn record(&self, tool: &str, failed: bool) {
+    fn record(&self, tool: &str, failure: Option<&ToolError>) {
+        let failed = failure.is_some();
+        if let Some(err) = failure {
+            self.last_failure
+                .lock()
+                .expect("breaker map poisoned")
+                .insert(tool.to_string(), err.to_string());
+        }
         let mut states = self.states.lock().expect("breaker map poisoned");
         let state = states
             .entry(tool.to_string())
@@ -159,7 +175,7 @@ impl Around for Breakers {
             };
             let result = call().await;
             guard.armed = false;
-            self.record(tool, result.as_ref().err().is_some_and(is_health_failure));
+            self.record(tool, result.as_ref().err().filter(|e| is_health_failure(e)));
             result
         })
     }
@@ -191,11 +207,14 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(inv.text_search("t", "q", 1).await.unwrap_err(), e500);
         }
-        // Open: refused without calling upstream.
-        assert!(matches!(
-            inv.text_search("t", "q", 1).await,
-            Err(ToolError::Unavailable { .. })
-        ));
+        // Open: refused without calling upstream, naming why.
+        match inv.text_search("t", "q", 1).await {
+            Err(ToolError::Unavailable { reason, .. }) => assert!(
+                reason.contains("(the last: upstream answered 500: down)"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(inv.inner.call_count(), 3);
         // Other tools are unaffected.
         assert!(inv.text_search("other", "q", 1).await.is_ok());

@@ -145,7 +145,16 @@ pub struct JudgeConfig {
     /// The environment variable holding the API key (unset: no key sent).
     pub api_key_env: String,
     pub concurrency: usize,
+    /// Per call, each attempt.
     pub timeout_s: u64,
+    /// Attempts per question, the first included; 429, 5xx, broken
+    /// connections and time-outs are retried with backoff.
+    pub max_attempts: u32,
+    /// Consecutive failures after which the judge is not called for
+    /// `breaker_cooldown_s` (its questions fail at once), so a dead judge
+    /// costs a few time-outs, not one per question.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_s: u64,
 }
 
 impl Default for JudgeConfig {
@@ -156,6 +165,9 @@ impl Default for JudgeConfig {
             api_key_env: "OPENAI_API_KEY".into(),
             concurrency: 8,
             timeout_s: 60,
+            max_attempts: 3,
+            breaker_failures: 5,
+            breaker_cooldown_s: 60,
         }
     }
 }
@@ -225,6 +237,12 @@ impl Section for EvalSection {
             if self.judge.concurrency == 0 {
                 errs.push("eval.judge.concurrency must be at least 1".into());
             }
+            if self.judge.max_attempts == 0 {
+                errs.push("eval.judge.max_attempts must be at least 1".into());
+            }
+            if self.judge.breaker_failures == 0 {
+                errs.push("eval.judge.breaker_failures must be at least 1".into());
+            }
             if !(self.judge.url.starts_with("http://") || self.judge.url.starts_with("https://")) {
                 errs.push(format!(
                     "eval.judge.url must be an http(s) URL, got {:?}",
@@ -291,6 +309,14 @@ mod tests {
         );
         assert!(
             e.contains("eval.judge.model") && e.contains("eval.judge.url"),
+            "{e}"
+        );
+        let e = err(
+            "[eval]\ndata = \"x\"\n[eval.judge]\nurl = \"http://j\"\nmodel = \"m\"\n",
+            &["eval.judge.max_attempts=0", "eval.judge.breaker_failures=0"],
+        );
+        assert!(
+            e.contains("eval.judge.max_attempts") && e.contains("eval.judge.breaker_failures"),
             "{e}"
         );
         let e = err(
