@@ -42,7 +42,9 @@ impl NetClient {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(resolver.clone())
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Under the local engine's 30 s idle cut-off (its header-read
+            // timeout), so a pooled connection is not reused as it closes.
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;

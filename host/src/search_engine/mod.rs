@@ -8,7 +8,7 @@ pub mod image_index;
 mod server;
 pub mod text_index;
 
-pub use server::{RunningEngine, serve};
+pub use server::{RunningEngine, ServeLimits, serve, serve_with};
 
 use anyhow::Context;
 use bytes::Bytes;

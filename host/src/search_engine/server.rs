@@ -12,12 +12,16 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 const MAX_UPLOAD_BYTES: usize = 20 << 20;
 const DEFAULT_NUM: usize = 10;
@@ -64,14 +68,47 @@ impl Drop for RunningEngine {
     }
 }
 
+/// How much a client may hold of the server. A client that opens
+/// connections and never finishes its headers or its body would otherwise
+/// hold a task and a socket each for ever.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// From the first byte of a request's head (or from the previous
+    /// answer on a kept-alive connection) to its last header.
+    pub header_read_timeout: Duration,
+    /// From the head to the answer, the body's reading included.
+    pub request_timeout: Duration,
+    /// Open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
 /// Serves `engine` on `listener` in a background task.
 pub fn serve(engine: Arc<SearchEngine>, listener: TcpListener) -> anyhow::Result<RunningEngine> {
+    serve_with(engine, listener, ServeLimits::default())
+}
+
+pub fn serve_with(
+    engine: Arc<SearchEngine>,
+    listener: TcpListener,
+    limits: ServeLimits,
+) -> anyhow::Result<RunningEngine> {
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         engine: engine.clone(),
         base_url: format!("http://{addr}"),
         addr,
     });
+    let request_timeout = limits.request_timeout;
     let app = Router::new()
         .route("/search.json", get(search))
         .route("/corpus/{*path}", get(corpus_image))
@@ -80,16 +117,24 @@ pub fn serve(engine: Arc<SearchEngine>, listener: TcpListener) -> anyhow::Result
         .route("/uploads/{name}", get(uploaded))
         .fallback(get(read_page))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(req)).await {
+                    Ok(answer) => answer,
+                    Err(_) => (
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request was not read within {} s",
+                            request_timeout.as_secs_f64()
+                        ),
+                    )
+                        .into_response(),
+                }
+            },
+        ))
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
-        if let Err(err) = server.await {
-            tracing::error!(%err, "search engine server stopped");
-        }
-    });
+    let task = tokio::spawn(accept_loop(listener, app, limits, stopped));
     tracing::info!(%addr, "search engine listening");
     Ok(RunningEngine {
         addr,
@@ -98,6 +143,56 @@ pub fn serve(engine: Arc<SearchEngine>, listener: TcpListener) -> anyhow::Result
         task,
     })
 }
+
+/// axum's own `serve` sets no header-read timeout and no connection cap,
+/// hence this loop: HTTP/1.1 with hyper's timer, one permit per connection.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+            _ = &mut stopped => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: back off rather than spin.
+                    tracing::warn!(%err, "search engine: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(%err, "search engine: connection ended");
+            }
+            drop(permit);
+        });
+    }
+    // Answers in flight finish; idle connections close at once.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("search engine: connections still open after the shutdown grace");
+    }
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn serp_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serpapi::ErrorBody::new(message))).into_response()

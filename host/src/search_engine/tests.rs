@@ -198,3 +198,61 @@ async fn lens_matches_a_reencoded_upload() {
     assert_eq!(junk.status(), 400);
     engine.shutdown().await;
 }
+
+/// A client that never finishes its headers or its body is cut off, and
+/// connections over the cap wait for one of them to end instead of
+/// holding a task each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_capped() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = corpus_dir();
+    let engine = Arc::new(SearchEngine::open(dir.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_millis(600),
+        request_timeout: Duration::from_millis(600),
+        max_connections: 2,
+    };
+    let engine = serve_with(engine, listener, limits).unwrap();
+    let addr = engine.addr;
+
+    // Half a head, then nothing: the server closes the connection.
+    let mut slow_head = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow_head
+        .write_all(b"GET /search.json?engine=google&q=tower HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A whole head promising a body that never comes.
+    let mut slow_body = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /uploads HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    // Both slots are taken: a third client is answered only once one ends.
+    let start = Instant::now();
+    let answer = reqwest::get(format!(
+        "{}/search.json?engine=google&q=tower",
+        engine.base_url()
+    ))
+    .await
+    .unwrap();
+    assert!(answer.status().is_success());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow_head.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the half head's connection is still open");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow_body.read_to_end(&mut buf))
+        .await
+        .expect("the slow body's connection is still open")
+        .ok();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // Shutdown does not wait on the pooled connection of the client above.
+    tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
+        .await
+        .unwrap();
+}
