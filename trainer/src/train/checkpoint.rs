@@ -112,6 +112,31 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // A save that fails (a full disk) takes its half-written files with it.
+    if let Err(err) = write_whole(&tmp, config, &mut state, weights, optimizer) {
+        if let Err(e) = std::fs::remove_dir_all(&tmp) {
+            tracing::warn!(dir = %tmp.display(), error = %e, "could not remove a failed checkpoint");
+        }
+        return Err(err);
+    }
+    let dir = root.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    fsync(root)?;
+    Ok(dir)
+}
+
+/// The files of one checkpoint into `tmp`, each synced.
+fn write_whole(
+    tmp: &Path,
+    config: &TrainConfig,
+    state: &mut CheckpointState,
+    weights: &[(String, Tensor)],
+    optimizer: &[(String, Tensor)],
+) -> Result<()> {
     write_tensors(&tmp.join(WEIGHTS_FILE), weights)?;
     write_tensors(&tmp.join(OPTIMIZER_FILE), optimizer)?;
     std::fs::write(tmp.join(CONFIG_FILE), config.to_toml()?)
@@ -125,15 +150,8 @@ pub fn save(
     std::fs::write(&state_path, serde_json::to_string_pretty(&state)? + "\n")
         .with_context(|| format!("writing {}", state_path.display()))?;
     fsync(&state_path)?;
-    fsync(&tmp)?;
-    let dir = root.join(&name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(&tmp, &dir)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-    fsync(root)?;
-    Ok(dir)
+    fsync(tmp)?;
+    Ok(())
 }
 
 /// Finished checkpoints under `root`, oldest first.
@@ -163,8 +181,20 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
     Ok(list(root)?.pop().map(|(_, p)| p))
 }
 
-/// Deletes all but the newest `keep` checkpoints (0 keeps all).
+/// Deletes all but the newest `keep` checkpoints (0 keeps all), and what
+/// a killed save left half-written.
 pub fn prune(root: &Path, keep: usize) -> Result<()> {
+    for entry in std::fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-"))
+        {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing the unfinished {}", path.display()))?;
+        }
+    }
     if keep == 0 {
         return Ok(());
     }
@@ -358,6 +388,25 @@ mod tests {
             list(&root).unwrap().iter().map(|c| c.0).collect::<Vec<_>>(),
             vec![4, 6]
         );
+        // Pruning also takes the killed save's leftovers.
+        assert!(!root.join(".tmp-step-00000008").exists());
+        // A save that fails half-way leaves nothing behind.
+        let w = vec![("w".to_string(), Tensor::from_slice(&[1.0f32, 2.0]))];
+        let unwritable = vec![(
+            "m.w".to_string(),
+            Tensor::from_slice(&[1.0f32, 2.0])
+                .view([1, 2])
+                .view_as_complex(),
+        )];
+        let state = CheckpointState::new(8, DataCursor::new(3, true), 8, 3, "d".into());
+        let err = save(&root, &cfg(), state, &w, &unwritable).unwrap_err();
+        assert!(format!("{err:#}").contains("optimizer"), "{err:#}");
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [dir_name(4), dir_name(6)]);
         let ck = load(&latest(&root).unwrap().unwrap()).unwrap();
         assert_eq!(
             (
