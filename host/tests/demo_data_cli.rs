@@ -146,4 +146,18 @@ fn a_killed_run_leaves_one_whole_world() {
             "killed after {tenth}/10 of a run: a world that is neither seed 5 nor seed 6"
         );
     }
+    // The next run into the same dir removes what the killed ones left
+    // beside it; another world's staging dirs of a live run are kept.
+    let live = tmp
+        .path()
+        .join(format!(".demo-data-new-world-{}-x", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    assert!(generate(&config, &world, 5).status.success());
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".demo-data-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, [live.file_name().unwrap().to_str().unwrap()]);
 }

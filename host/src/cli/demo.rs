@@ -63,6 +63,66 @@ fn check_out_dir(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+const STAGING_NEW: &str = ".demo-data-new-";
+const STAGING_OLD: &str = ".demo-data-old-";
+
+/// What a killed run into `out` left beside it (its staging dirs carry its
+/// name and pid): a half-built world is removed; an old world moved aside
+/// is put back if `out` is gone (killed between the two renames), else
+/// removed. Dirs of a process still running are left alone.
+fn sweep_leftovers(parent: &Path, out: &Path, name: &str) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let (old, rest) = if let Some(r) = file_name.strip_prefix(STAGING_NEW) {
+            (false, r)
+        } else if let Some(r) = file_name.strip_prefix(STAGING_OLD) {
+            (true, r)
+        } else {
+            continue;
+        };
+        // `{name}-{pid}-{random}`, the random part without dashes: so
+        // another world whose name starts `{name}-` is not taken for ours.
+        let Some(pid) = rest
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| match r.split('-').collect::<Vec<_>>()[..] {
+                [pid, _random] => pid.parse::<u32>().ok(),
+                _ => None,
+            })
+        else {
+            continue;
+        };
+        if process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        if old && !out.exists() {
+            std::fs::rename(&path, out).with_context(|| {
+                format!(
+                    "putting the old world {} back into {}",
+                    path.display(),
+                    out.display()
+                )
+            })?;
+            tracing::warn!(world = %out.display(), "a killed run had moved the old world aside; put it back");
+        } else {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing a killed run's {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pid` is a running process; where that cannot be told (no
+/// `/proc`), it is taken to be, so nothing is removed.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
 /// Generates into a fresh dir beside `out` and swaps it in when whole: an
 /// interrupted or failed run leaves the old world as it was, never a mix of
 /// two seeds (only the two renames at the end are not one step).
@@ -76,15 +136,21 @@ fn generate_whole(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "world".into());
+    sweep_leftovers(parent, out, &name)?;
+    let pid = std::process::id();
     let staging = tempfile::Builder::new()
-        .prefix(".demo-data-new-")
+        .prefix(&format!("{STAGING_NEW}{name}-{pid}-"))
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging dir in {}", parent.display()))?;
     let summary = demo::generate(staging.path(), config, texts)?;
     let old = match std::fs::read_dir(out).map(|mut e| e.next().is_some()) {
         Ok(true) => {
             let old = tempfile::Builder::new()
-                .prefix(".demo-data-old-")
+                .prefix(&format!("{STAGING_OLD}{name}-{pid}-"))
                 .tempdir_in(parent)?
                 .keep();
             std::fs::rename(out, &old)
@@ -244,4 +310,59 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_dead_runs_are_swept_and_an_old_world_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid that has ended (and is not reused within the test).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let make = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("world.json"), name).unwrap();
+        };
+        make(&format!(".demo-data-new-w-{dead}-a"));
+        make(&format!(".demo-data-new-w-{live}-b"));
+        make(&format!(".demo-data-new-w-x-{dead}-c"));
+        make(&format!(".demo-data-new-w-5-{dead}-f"));
+        make(&format!(".demo-data-old-w-{dead}-d"));
+        let out = dir.path().join("w");
+        sweep_leftovers(dir.path(), &out, "w").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // The live run's dir and another world's ("w-x") stay; the old
+        // world of the run killed between its renames is `w` again.
+        let mut want = [
+            format!(".demo-data-new-w-5-{dead}-f"),
+            format!(".demo-data-new-w-{live}-b"),
+            format!(".demo-data-new-w-x-{dead}-c"),
+            "w".to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(
+            std::fs::read_to_string(out.join("world.json")).unwrap(),
+            format!(".demo-data-old-w-{dead}-d")
+        );
+        // With `out` in place, an old world left aside is removed instead.
+        make(&format!(".demo-data-old-w-{dead}-e"));
+        sweep_leftovers(dir.path(), &out, "w").unwrap();
+        assert!(
+            !dir.path()
+                .join(format!(".demo-data-old-w-{dead}-e"))
+                .exists()
+        );
+        assert!(out.join("world.json").exists());
+    }
 }
