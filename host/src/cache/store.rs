@@ -9,6 +9,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -94,6 +95,10 @@ pub struct CacheStore {
     db: Database,
     path: PathBuf,
     pub counters: Counters,
+    /// Set when a write failed on I/O (a full disk): redb then refuses every
+    /// write until the file is reopened, which repairs it, so the rest of
+    /// the run writes nothing new rather than failing each call.
+    failed: OnceLock<String>,
 }
 
 /// A stored value and its timestamps.
@@ -138,7 +143,10 @@ impl CacheStore {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let db = open_db(path)?;
+        Self::init(open_db(path)?, path)
+    }
+
+    fn init(db: Database, path: &Path) -> anyhow::Result<Self> {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(COUNTERS)?;
@@ -147,6 +155,7 @@ impl CacheStore {
             db,
             path: path.to_path_buf(),
             counters: Counters::default(),
+            failed: OnceLock::new(),
         })
     }
 
@@ -154,8 +163,18 @@ impl CacheStore {
         &self.path
     }
 
+    /// Why the store stopped writing (a write failed on I/O), if it did.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
     /// A live entry for `key`; expired entries read as absent.
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Entry>> {
+        self.read_entry(key)
+            .with_context(|| format!("reading tool cache {}", self.path.display()))
+    }
+
+    fn read_entry(&self, key: &str) -> anyhow::Result<Option<Entry>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
         let Some(raw) = table.get(key)? else {
@@ -174,7 +193,29 @@ impl CacheStore {
         }
     }
 
+    /// Stores an entry. The first write that fails on I/O stops the store
+    /// (see `failed`) and is the one error; later puts do nothing.
     pub fn put(&self, key: &str, payload: &[u8], ttl: Option<Duration>) -> anyhow::Result<()> {
+        if self.failed.get().is_some() {
+            return Ok(());
+        }
+        match self.write_entry(key, payload, ttl) {
+            Ok(()) => Ok(()),
+            Err(err) if is_io_failure(&err) => {
+                if self.failed.set(format!("{err:#}")).is_err() {
+                    return Ok(());
+                }
+                Err(err.context(format!(
+                    "writing tool cache {}: the rest of this run stores no new results \
+                     (the file is repaired when next opened)",
+                    self.path.display()
+                )))
+            }
+            Err(err) => Err(err.context(format!("writing tool cache {}", self.path.display()))),
+        }
+    }
+
+    fn write_entry(&self, key: &str, payload: &[u8], ttl: Option<Duration>) -> anyhow::Result<()> {
         let created = now_secs();
         let entry = Entry {
             created,
@@ -200,7 +241,7 @@ impl CacheStore {
             .iter()
             .map(|c| c.swap(0, Ordering::Relaxed))
             .collect();
-        if deltas.iter().all(|&d| d == 0) {
+        if deltas.iter().all(|&d| d == 0) || self.failed.get().is_some() {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
@@ -348,6 +389,18 @@ impl Drop for CacheStore {
     }
 }
 
+/// Whether redb failed on the disk (and so refuses all that follows).
+fn is_io_failure(err: &anyhow::Error) -> bool {
+    use redb::{CommitError, StorageError, TableError, TransactionError};
+    let io = |s: &StorageError| matches!(s, StorageError::Io(_) | StorageError::PreviousIo);
+    err.chain().any(|e| {
+        e.downcast_ref::<StorageError>().is_some_and(io)
+            || matches!(e.downcast_ref::<CommitError>(), Some(CommitError::Storage(s)) if io(s))
+            || matches!(e.downcast_ref::<TransactionError>(), Some(TransactionError::Storage(s)) if io(s))
+            || matches!(e.downcast_ref::<TableError>(), Some(TableError::Storage(s)) if io(s))
+    })
+}
+
 /// Opens (or creates) the redb file, naming what is wrong with it. redb
 /// panics on some truncated files instead of returning an error, so that
 /// panic becomes one too: a broken cache must not take a run down unnamed.
@@ -392,6 +445,8 @@ fn open_db(path: &Path) -> anyhow::Result<Database> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     /// A file cut short (redb panics on it), garbage and a cache in use are
     /// errors that name the file; a whole cache still opens.
@@ -526,5 +581,73 @@ mod tests {
             err.contains("z.bin line 1") && err.contains("UTF-8"),
             "{err}"
         );
+    }
+
+    /// A disk that fills up on demand.
+    #[derive(Debug)]
+    struct FillingDisk {
+        inner: redb::backends::InMemoryBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    impl FillingDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl redb::StorageBackend for FillingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            self.inner.read(offset, len)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self, eventual: bool) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data(eventual)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_cache_once_and_names_it() {
+        let full = Arc::new(AtomicBool::new(false));
+        let db = Database::builder()
+            .create_with_backend(FillingDisk {
+                inner: redb::backends::InMemoryBackend::new(),
+                full: Arc::clone(&full),
+            })
+            .unwrap();
+        let store = CacheStore::init(db, Path::new("/runs/x/tool-cache.redb")).unwrap();
+        store.put("a", b"one", None).unwrap();
+        assert_eq!(store.get("a").unwrap().unwrap().payload, b"one");
+        full.store(true, Ordering::SeqCst);
+        let err = format!("{:#}", store.put("b", &[7; 1 << 16], None).unwrap_err());
+        assert!(
+            err.contains("/runs/x/tool-cache.redb") && err.contains("stores no new results"),
+            "{err}"
+        );
+        assert!(store.failed().is_some());
+        // redb refuses every write from now on, even with room again.
+        full.store(false, Ordering::SeqCst);
+        let again = format!("{:#}", store.write_entry("c", b"x", None).unwrap_err());
+        assert!(again.contains("Previous I/O error"), "{again}");
+        // So writes are skipped, not an error per call; reads still serve.
+        store.put("c", b"three", None).unwrap();
+        assert_eq!(store.get("a").unwrap().unwrap().payload, b"one");
+        store.counters.hits.fetch_add(1, Ordering::Relaxed);
+        store.flush_counters().unwrap();
     }
 }
