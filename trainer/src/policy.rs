@@ -175,6 +175,12 @@ pub trait TrainablePolicy: Policy + Send {
     /// safetensors) with any LoRA adapters merged into the weights.
     fn export(&self, dir: &std::path::Path) -> Result<()>;
 
+    /// About what [`Self::export`] writes, in bytes, to check the room for
+    /// it before training; by default the trainable parameters.
+    fn export_bytes(&self) -> u64 {
+        crate::train::disk::tensor_bytes(&self.trainable_parameters())
+    }
+
     /// An independent copy (the same weights, gradients of its own) for
     /// another thread of data-parallel SFT on the CPU; `None` where the
     /// policy cannot make one that computes bit for bit what it does.

@@ -620,6 +620,18 @@ impl TrainablePolicy for QwenVlPolicy {
         self.save_pretrained(dir)
     }
 
+    /// Every weight in the run's dtype (frozen ones too), plus the files
+    /// copied beside them.
+    fn export_bytes(&self) -> u64 {
+        let files: u64 = self
+            .tokenizer
+            .files
+            .iter()
+            .map(|f| crate::train::disk::file_bytes(f))
+            .sum();
+        crate::train::disk::tensor_bytes(&self.model.params) + files
+    }
+
     /// CPU only, and neither LoRA (its dropout draws from torch's global
     /// RNG) nor gradient checkpointing (it reseeds that RNG).
     fn replica(&self) -> Result<Option<Self>> {

@@ -93,6 +93,12 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         );
     }
     crate::train::ensure_empty_out(&sft.out_dir(base))?;
+    // The fit is kept only by its export, at the end.
+    crate::train::disk::ensure_room(
+        &sft.out_dir(base),
+        policy.export_bytes(),
+        "the SFT model's export",
+    )?;
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating run dir {}", run_dir.display()))?;
     let resolved = format!(

@@ -5,6 +5,7 @@
 mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod disk;
 mod export;
 pub mod metrics;
 mod policy_factory;

@@ -13,6 +13,7 @@
 use super::batch::{mean, reward_means, score_batch, search_metrics, source_metrics};
 use super::checkpoint::{self, CheckpointState};
 use super::config::{DataConfig, TrainConfig};
+use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
@@ -153,6 +154,13 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating run dir {}", dir.display()))?;
         let ck_root = dir.join(CHECKPOINTS_DIR);
+        // The first save comes after the first steps' work.
+        disk::ensure_room(
+            &ck_root,
+            disk::tensor_bytes(&policy.trainable_parameters())
+                + disk::tensor_bytes(&optim.state_tensors()),
+            "a checkpoint (weights and optimizer state)",
+        )?;
         let fingerprint = data_fingerprint(&samples);
         let mut cursor = DataCursor::new(cfg.run.seed, cfg.data.shuffle);
         let mut step = 0;
