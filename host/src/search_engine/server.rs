@@ -17,13 +17,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
 const MAX_UPLOAD_BYTES: usize = 20 << 20;
+/// Google's own limit on a query; ranking cost grows with its terms.
+const MAX_QUERY_BYTES: usize = 2048;
 const DEFAULT_NUM: usize = 10;
 const MAX_NUM: usize = 100;
 
@@ -78,6 +85,9 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// From the head to the answer, the body's reading included.
     pub request_timeout: Duration,
+    /// How long an answer's write may make no progress (a client that
+    /// sends requests but reads no answers) before the connection is cut.
+    pub write_stall_timeout: Duration,
     /// Open connections; further clients wait in the listen backlog.
     pub max_connections: usize,
 }
@@ -87,6 +97,7 @@ impl Default for ServeLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
+            write_stall_timeout: Duration::from_secs(30),
             max_connections: 512,
         }
     }
@@ -119,6 +130,19 @@ pub fn serve_with(
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                // A body declared too big is refused before it is waited for.
+                let declared = req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(n) = declared.filter(|&n| n > MAX_UPLOAD_BYTES as u64) {
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a body of {n} bytes is over the {MAX_UPLOAD_BYTES}-byte limit"),
+                    )
+                        .into_response();
+                }
                 match tokio::time::timeout(request_timeout, next.run(req)).await {
                     Ok(answer) => answer,
                     Err(_) => (
@@ -174,7 +198,10 @@ async fn accept_loop(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            .serve_connection(
+                TokioIo::new(WriteDeadline::new(stream, limits.write_stall_timeout)),
+                TowerToHyperService::new(app.clone()),
+            );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
@@ -194,6 +221,93 @@ async fn accept_loop(
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// A stream whose writes fail once they have made no progress for `limit`.
+/// hyper has a timer for reading a request's head but none for writing an
+/// answer, so a client that stops reading would hold its connection.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed when a write first finds the socket full; cleared on progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes `result` on, turning a stall past the limit into an error.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", limit.as_secs_f64()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, result)
+    }
+}
+
 fn serp_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serpapi::ErrorBody::new(message))).into_response()
 }
@@ -208,20 +322,48 @@ async fn search(
         Some(Ok(n)) => n.clamp(1, MAX_NUM),
         Some(Err(_)) => return serp_error(StatusCode::BAD_REQUEST, "Invalid `num` parameter."),
     };
-    match params.get("engine").map(String::as_str).unwrap_or("google") {
-        "google" => google(&state, params.get("q").map(String::as_str), num, started),
-        "google_lens" => lens(&state, params.get("url").map(String::as_str), num, started),
-        other => serp_error(
-            StatusCode::BAD_REQUEST,
-            format!("Unsupported `{other}` search engine."),
-        ),
-    }
+    // Ranking and image matching are CPU work: off the async workers, so
+    // one long query does not stall every other client.
+    blocking(
+        move || match params.get("engine").map(String::as_str).unwrap_or("google") {
+            "google" => google(&state, params.get("q").map(String::as_str), num, started),
+            "google_lens" => lens(&state, params.get("url").map(String::as_str), num, started),
+            other => serp_error(
+                StatusCode::BAD_REQUEST,
+                format!("Unsupported `{other}` search engine."),
+            ),
+        },
+    )
+    .await
+}
+
+/// `work` on tokio's blocking pool; a panic in it is a 500, not a lost
+/// connection.
+async fn blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the search engine failed: {err}"),
+            )
+                .into_response()
+        })
 }
 
 fn google(state: &AppState, q: Option<&str>, num: usize, started: Instant) -> Response {
     let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
         return serp_error(StatusCode::BAD_REQUEST, "Missing query `q` parameter.");
     };
+    if q.len() > MAX_QUERY_BYTES {
+        return serp_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Query `q` is {} bytes; the limit is {MAX_QUERY_BYTES}.",
+                q.len()
+            ),
+        );
+    }
     let hits = match state.engine.search_text(q, num) {
         Ok(hits) => hits,
         Err(err) => return serp_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
@@ -339,7 +481,8 @@ async fn thumbnail(State(state): State<Arc<AppState>>, Path(name): Path<String>)
 }
 
 async fn upload(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    match state.engine.upload(body) {
+    // Checking the image decodes its header: CPU work, off the workers.
+    blocking(move || match state.engine.upload(body) {
         Ok(name) => {
             Json(serde_json::json!({ "url": format!("{}/uploads/{name}", state.base_url) }))
                 .into_response()
@@ -349,7 +492,8 @@ async fn upload(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             Json(serde_json::json!({ "error": format!("{err:#}") })),
         )
             .into_response(),
-    }
+    })
+    .await
 }
 
 async fn uploaded(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {

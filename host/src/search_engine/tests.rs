@@ -213,6 +213,7 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
         header_read_timeout: Duration::from_millis(600),
         request_timeout: Duration::from_millis(600),
         max_connections: 2,
+        ..ServeLimits::default()
     };
     let engine = serve_with(engine, listener, limits).unwrap();
     let addr = engine.addr;
@@ -255,4 +256,76 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
     tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
         .await
         .unwrap();
+}
+
+/// A client that sends requests but reads no answers loses its connection
+/// once the answers stop moving; a declared oversize body and an overlong
+/// query are refused at once, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_loses_its_slot() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let dir = corpus_dir();
+    let image = std::fs::read(dir.path().join("images/tower.png")).unwrap();
+    let engine = Arc::new(SearchEngine::open(dir.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let limits = ServeLimits {
+        write_stall_timeout: Duration::from_millis(500),
+        max_connections: 1,
+        ..ServeLimits::default()
+    };
+    let engine = serve_with(engine, listener, limits).unwrap();
+    let addr = engine.addr;
+
+    // Asks for ~64 MiB of images on one connection and reads none of it:
+    // far more than the socket buffers hold, so the server's writes stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(addr).await.unwrap();
+    let asks = (64 << 20) / image.len().max(1) + 1;
+    let flood = tokio::spawn(async move {
+        let one = b"GET /corpus/images/tower.png HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..asks {
+            if greedy.write_all(one).await.is_err() {
+                break;
+            }
+        }
+        greedy
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The only slot is the greedy client's until its writes time out.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = engine.base_url();
+    let answer = client
+        .get(format!("{base}/search.json?engine=google&q=tower"))
+        .send()
+        .await
+        .expect("served once the greedy client's connection is cut");
+    assert!(answer.status().is_success());
+    flood.abort();
+
+    let huge = client
+        .post(format!("{base}/uploads"))
+        .header("content-length", "99999999999")
+        .body(reqwest::Body::wrap_stream(futures::stream::pending::<
+            Result<Vec<u8>, std::io::Error>,
+        >()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    assert!(huge.text().await.unwrap().contains("99999999999 bytes"));
+    let long = client
+        .get(format!(
+            "{base}/search.json?engine=google&q={}",
+            "tower+".repeat(400)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
+    assert!(long.text().await.unwrap().contains("the limit is 2048"));
 }
