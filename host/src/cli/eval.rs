@@ -116,6 +116,8 @@ impl OpenAiJudge {
         Ok(Self {
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(timeout_s))
+                // Followed, a POST would turn into a GET and fail obscurely.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             endpoint,
             model: cfg.model.clone(),
@@ -162,10 +164,24 @@ impl OpenAiJudge {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok());
+            .and_then(retry_after_secs);
+        let location = reply
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere")
+            .to_string();
         let body = read_capped(reply, MAX_JUDGE_REPLY, |e| self.transport_error(e)).await?;
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(ToolError::RateLimited { retry_after_s });
+        }
+        if status.is_redirection() {
+            return Err(ToolError::Upstream {
+                status: status.as_u16(),
+                message: format!(
+                    "redirects to {location}; set eval.judge.url to the address it names"
+                ),
+            });
         }
         if !status.is_success() {
             return Err(ToolError::Upstream {
@@ -204,6 +220,20 @@ impl OpenAiJudge {
             .await
             .map_err(|e| anyhow::anyhow!("judge {}: {e}", self.endpoint))
     }
+}
+
+/// `Retry-After` as seconds from now: delta-seconds or an HTTP-date.
+fn retry_after_secs(value: &str) -> Option<u32> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // An absurd wait saturates; the retry policy then refuses it.
+        return Some(value.parse::<u32>().unwrap_or(u32::MAX));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(u32::try_from(wait.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX))
 }
 
 /// The error and its causes, as reqwest's own text is terse ("error
@@ -355,7 +385,7 @@ mod tests {
 
     /// A judge endpoint on loopback: CORRECT when the prediction line is one
     /// of the gold lines; a 500 for the prediction "boom", 2 MiB of spaces
-    /// for "flood", no answer ever for "hang", and for "Brun (flaky)" a 503
+    /// for "flood", no answer ever for "hang", a 308 for "moved", and for "Brun (flaky)" a 503
     /// on its first two calls, for "Brun (limited)" a 429 with Retry-After 1
     /// on its first.
     async fn judge_server() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
@@ -389,6 +419,13 @@ mod tests {
                         }
                         if pred == "flood" {
                             return " ".repeat(2 * MAX_JUDGE_REPLY).into_response();
+                        }
+                        if pred == "moved" {
+                            return (
+                                axum::http::StatusCode::PERMANENT_REDIRECT,
+                                [(axum::http::header::LOCATION, "http://elsewhere.example/v1")],
+                            )
+                                .into_response();
                         }
                         if pred == "hang" {
                             std::future::pending::<()>().await;
@@ -489,6 +526,17 @@ mod tests {
         assert!(err.contains("127.0.0.1:9"), "{err}");
     }
 
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(retry_after_secs(" 7 "), Some(7));
+        assert_eq!(retry_after_secs("99999999999"), Some(u32::MAX));
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let s = retry_after_secs(&httpdate::fmt_http_date(later)).unwrap();
+        assert!((88..=90).contains(&s), "{s}");
+        assert_eq!(retry_after_secs("Mon, 01 Jan 2001 00:00:00 GMT"), Some(0));
+        assert_eq!(retry_after_secs("soon"), None);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flaky_judge_is_retried_and_a_dead_one_costs_one_timeout() {
         let (url, seen) = judge_server().await;
@@ -516,6 +564,13 @@ mod tests {
         let err = format!("{:#}", judge.judge(&item("boom")).await.unwrap_err());
         assert!(err.contains("500") && err.contains("down"), "{err}");
         assert_eq!(seen.lock().unwrap().len(), 8);
+        // A redirect is named, not followed (as a GET) nor retried.
+        let err = format!("{:#}", judge.judge(&item("moved")).await.unwrap_err());
+        assert!(
+            err.contains("308") && err.contains("redirects to http://elsewhere.example/v1"),
+            "{err}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 9);
 
         // A judge that never answers: the first wave of calls times out,
         // the breaker opens, and the other questions fail at once, named.
