@@ -1,8 +1,8 @@
 //! `mmsr-host data check FILE [--json]`: loads a dataset with the trainer's
-//! own loader and reports every bad row; exits non-zero if any is bad.
+//! own loader and reports every bad row; exits non-zero if any row is bad or the file has none.
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use mmsr_trainer::data::{DataFormat, LoadOptions, inspect};
+use mmsr_trainer::data::{DataFormat, LoadOptions, LoadReport, inspect};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,10 +53,42 @@ pub fn run(cmd: DataCmd) -> Result<ExitCode> {
         for b in &report.bad {
             println!("  row {}: {}", b.row, b.reason);
         }
+        if report.rows == 0 {
+            println!("  the file holds no rows: nothing to train or evaluate on");
+        }
     }
-    Ok(if report.bad.is_empty() {
+    Ok(if passes(&report) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every row good, and at least one (train and eval refuse an empty set).
+fn passes(report: &LoadReport) -> bool {
+    report.bad.is_empty() && report.rows > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmsr_trainer::data::BadRow;
+
+    #[test]
+    fn an_empty_file_or_a_bad_row_fails() {
+        let report = |rows: usize, bad: usize| LoadReport {
+            file: "f".into(),
+            rows,
+            valid: rows - bad,
+            bad: (0..bad)
+                .map(|row| BadRow {
+                    row,
+                    reason: "x".into(),
+                })
+                .collect(),
+        };
+        assert!(passes(&report(3, 0)));
+        assert!(!passes(&report(3, 1)));
+        assert!(!passes(&report(0, 0)));
+    }
 }
