@@ -85,12 +85,17 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
             run_dir.display()
         );
     }
+    // Every log is read before the report dir is made: a broken one leaves
+    // no empty report behind.
+    let logs = runs
+        .iter()
+        .map(|(name, path)| Ok((name, path, metrics_log::read(path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let out = run_dir.join(REPORT_DIR);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
     let mut training = Vec::new();
-    for (name, path) in &runs {
-        let records = metrics_log::read(path)?;
+    for (name, path, records) in logs {
         let panels = plots::training_panels(&records);
         if panels.is_empty() {
             tracing::warn!(file = %path.display(), "no known series (reward, accuracy, search ratio, loss) to plot");

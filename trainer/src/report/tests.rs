@@ -102,3 +102,15 @@ fn a_corrupt_eval_report_is_named() {
     let err = format!("{:#}", write_report(tmp.path()).unwrap_err());
     assert!(err.contains("bad.json"), "{err}");
 }
+
+#[test]
+fn a_broken_metrics_log_is_named_and_leaves_no_report_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join(METRICS_FILE), "{\"step\": 1}\nnot json\n").unwrap();
+    let err = format!("{:#}", write_report(tmp.path()).unwrap_err());
+    assert!(
+        err.contains(METRICS_FILE) && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!tmp.path().join(REPORT_DIR).exists());
+}
