@@ -168,10 +168,15 @@ impl CacheStore {
         self.failed.get().map(String::as_str)
     }
 
-    /// A live entry for `key`; expired entries read as absent.
+    /// A live entry for `key`; expired entries read as absent. After a
+    /// failed write, redb still serves the pages it holds in memory; a read
+    /// it refuses for the earlier I/O failure is a miss, that failure
+    /// having been named once.
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Entry>> {
-        self.read_entry(key)
-            .with_context(|| format!("reading tool cache {}", self.path.display()))
+        match self.read_entry(key) {
+            Err(err) if self.failed.get().is_some() && is_io_failure(&err) => Ok(None),
+            read => read.with_context(|| format!("reading tool cache {}", self.path.display())),
+        }
     }
 
     fn read_entry(&self, key: &str) -> anyhow::Result<Option<Entry>> {
