@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod fakes;
+pub mod judge;
 pub mod manifest;
 pub mod net;
 pub mod pipeline;
