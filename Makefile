@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Python scripts under tests/ find the venv; tch finds libtorch via .cargo/config.toml.
 export MMSR_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help disk-check setup venv wasm-target tools guests deps build test demo bench fmt clippy lint clean
+.PHONY: help disk-check setup venv wasm-target tools guests guest-tests deps build test demo bench fmt clippy lint clean
 
 help:
 	@echo "make demo   # the whole demo chain on embedded defaults"
@@ -87,8 +87,14 @@ setup: disk-check
 	$(MAKE) -j3 --output-sync=line venv tools deps
 	$(MAKE) build
 
+# The guest crates' own unit tests (parsers of the wire formats), natively:
+# the wasm build above does not run them.
+guest-tests: guests
+	cd tools-wasm && CARGO_TARGET_DIR=$(CURDIR)/tools-wasm/target $(CARGO) test --locked --workspace $(addprefix --exclude ,$(GUESTS))
+
 test: setup guests
 	$(CARGO) test $(RELEASE) --workspace
+	$(MAKE) guest-tests
 
 demo: setup
 	$(HOST) demo
