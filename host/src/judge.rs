@@ -54,6 +54,8 @@ impl OpenAiJudge {
             breaker: Breakers::new(BreakerPolicy {
                 failure_threshold: cfg.breaker_failures.max(1),
                 cooldown: std::time::Duration::from_secs(cfg.breaker_cooldown_s),
+                // A rate-limited judge is alive: its questions wait, not fail.
+                count_rate_limits: false,
             }),
         })
     }
@@ -205,7 +207,8 @@ mod tests {
 
     /// A judge endpoint on loopback: CORRECT when the prediction line is one
     /// of the gold lines; a 500 for the prediction "boom", 2 MiB of spaces
-    /// for "flood", no answer ever for "hang", a 308 for "moved", and for "Brun (flaky)" a 503
+    /// for "flood", no answer ever for "hang", a 308 for "moved", a 429 for
+    /// "… (throttled)" always, and for "Brun (flaky)" a 503
     /// on its first two calls, for "Brun (limited)" a 429 with Retry-After 1
     /// on its first.
     async fn judge_server() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
@@ -258,6 +261,14 @@ mod tests {
                         };
                         if pred.ends_with("(flaky)") && call <= 2 {
                             return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy")
+                                .into_response();
+                        }
+                        if pred.ends_with("(throttled)") {
+                            return (
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                [(axum::http::header::RETRY_AFTER, "0")],
+                                "slow down",
+                            )
                                 .into_response();
                         }
                         if pred.ends_with("(limited)") && call == 1 {
@@ -391,6 +402,38 @@ mod tests {
             "{err}"
         );
         assert_eq!(seen.lock().unwrap().len(), 9);
+
+        // A judge that keeps rate-limiting is alive: its circuit stays
+        // closed, and the question after those it refused is judged.
+        let (url, seen) = judge_server().await;
+        let judge = OpenAiJudge::new(&JudgeConfig {
+            url,
+            model: "judge-1".into(),
+            breaker_failures: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut results: Vec<QuestionResult> = ["Brun (throttled)", "Brun (throttled)", "Brun"]
+            .iter()
+            .enumerate()
+            .map(|(i, answer)| QuestionResult {
+                id: format!("q{i}"),
+                question: "Q?".into(),
+                answer: Some(answer.to_string()),
+                golds: vec!["Brun".into()],
+                ..Default::default()
+            })
+            .collect();
+        let stats = judge_all(&mut results, &judge, 1).await;
+        assert_eq!(stats.judged, 1, "{:?}", stats.failed);
+        assert!(
+            stats
+                .failed
+                .iter()
+                .all(|(_, why)| why.contains("rate limited"))
+        );
+        assert_eq!(results[2].judge, Some(true));
+        assert_eq!(seen.lock().unwrap().len(), 2 * 3 + 1);
 
         // A judge that never answers: the first wave of calls times out,
         // the breaker opens, and the other questions fail at once, named.

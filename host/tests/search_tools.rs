@@ -351,6 +351,7 @@ async fn breaker_stops_calling_a_failing_upstream() {
         around: Breakers::new(BreakerPolicy {
             failure_threshold: 3,
             cooldown: Duration::from_millis(300),
+            ..BreakerPolicy::default()
         }),
         inner: host,
     };

@@ -17,6 +17,10 @@ pub struct BreakerPolicy {
     pub failure_threshold: u32,
     #[serde(rename = "cooldown_ms", with = "millis")]
     pub cooldown: Duration,
+    /// Whether a 429 counts as a failure. An upstream that rate-limits is
+    /// alive; where each call matters more than latency (the eval judge),
+    /// waiting out its Retry-After beats failing the calls that follow.
+    pub count_rate_limits: bool,
 }
 
 impl Default for BreakerPolicy {
@@ -24,6 +28,7 @@ impl Default for BreakerPolicy {
         Self {
             failure_threshold: 5,
             cooldown: Duration::from_secs(30),
+            count_rate_limits: true,
         }
     }
 }
@@ -49,8 +54,12 @@ pub struct Breakers {
 }
 
 /// Counts against the upstream's health: what retrying is for, and traps.
-fn is_health_failure(err: &ToolError) -> bool {
-    err.is_transient() || matches!(err, ToolError::Trap { .. })
+fn is_health_failure(err: &ToolError, policy: &BreakerPolicy) -> bool {
+    match err {
+        ToolError::RateLimited { .. } => policy.count_rate_limits,
+        ToolError::Trap { .. } => true,
+        _ => err.is_transient(),
+    }
 }
 
 /// Puts a half-open breaker back to open if its probe is dropped unfinished.
@@ -175,7 +184,11 @@ impl Around for Breakers {
             };
             let result = call().await;
             guard.armed = false;
-            self.record(tool, result.as_ref().err().filter(|e| is_health_failure(e)));
+            let failure = result
+                .as_ref()
+                .err()
+                .filter(|e| is_health_failure(e, &self.policy));
+            self.record(tool, failure);
             result
         })
     }
@@ -193,6 +206,7 @@ mod tests {
         let policy = BreakerPolicy {
             failure_threshold: 3,
             cooldown: Duration::from_millis(100),
+            ..BreakerPolicy::default()
         };
         let inv = Layered {
             around: Breakers::new(policy),
@@ -229,6 +243,28 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(inv.text_search("t", "q", 1).await.is_ok());
         assert!(inv.text_search("t", "q", 1).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn rate_limits_trip_it_only_where_they_count() {
+        for count in [true, false] {
+            let inv = Layered {
+                around: Breakers::new(BreakerPolicy {
+                    failure_threshold: 2,
+                    count_rate_limits: count,
+                    ..BreakerPolicy::default()
+                }),
+                inner: ScriptedInvoker::default(),
+            };
+            let limited = ToolError::RateLimited {
+                retry_after_s: Some(1),
+            };
+            inv.inner.fail_next("t", std::iter::repeat_n(limited, 2));
+            for _ in 0..2 {
+                assert!(inv.text_search("t", "q", 1).await.is_err());
+            }
+            assert_eq!(inv.text_search("t", "q", 1).await.is_ok(), !count);
+        }
     }
 
     #[tokio::test]

@@ -150,9 +150,10 @@ pub struct JudgeConfig {
     /// Attempts per question, the first included; 429, 5xx, broken
     /// connections and time-outs are retried with backoff.
     pub max_attempts: u32,
-    /// Consecutive failures after which the judge is not called for
-    /// `breaker_cooldown_s` (its questions fail at once), so a dead judge
-    /// costs a few time-outs, not one per question.
+    /// Consecutive failures (time-outs, 5xx, broken connections; not 429s)
+    /// after which the judge is not called for `breaker_cooldown_s` (its
+    /// questions fail at once), so a dead judge costs a few time-outs, not
+    /// one per question.
     pub breaker_failures: u32,
     pub breaker_cooldown_s: u64,
 }
