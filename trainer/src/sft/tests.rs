@@ -542,6 +542,14 @@ micro_batch = 2
         crate::eval::config::command_config_from_table(table, &[], "sft").unwrap();
     let source = DemoScripts::load(&layout.world()).unwrap();
     let rt = runtime();
+    // A model the disk cannot hold is refused before any work.
+    let mut too_big = BigramPolicy::new(2, 0.0).claiming_export_bytes(u64::MAX / 2);
+    let err = format!(
+        "{:#}",
+        run_sft(&base, &sft, &mut too_big, &source, tools(), rt.handle()).unwrap_err()
+    );
+    assert!(err.contains("the SFT model's export needs about"), "{err}");
+    assert!(!run_dir.exists(), "no work, no run dir");
     let mut policy = BigramPolicy::new(2, 0.0);
     let out = run_sft(&base, &sft, &mut policy, &source, tools(), rt.handle()).unwrap();
     assert_eq!(out.data.samples, 10, "data.max_samples is the budget");

@@ -39,6 +39,8 @@ pub struct BigramSession {
 pub struct BigramPolicy {
     weight: Tensor,
     reference: Tensor,
+    /// What `export_bytes` says, where a test wants a model too big to save.
+    claimed_export_bytes: Option<u64>,
 }
 
 impl BigramPolicy {
@@ -71,7 +73,15 @@ impl BigramPolicy {
         Self {
             weight: w.set_requires_grad(true),
             reference,
+            claimed_export_bytes: None,
         }
+    }
+
+    /// The same policy, saying its export takes `bytes` (to test the room
+    /// checks without a disk that small).
+    pub fn claiming_export_bytes(mut self, bytes: u64) -> Self {
+        self.claimed_export_bytes = Some(bytes);
+        self
     }
 
     /// Random weights plus `strength` on each transition of the given turn
@@ -269,6 +279,11 @@ impl TrainablePolicy for BigramPolicy {
         Device::Cpu
     }
 
+    fn export_bytes(&self) -> u64 {
+        self.claimed_export_bytes
+            .unwrap_or_else(|| crate::train::disk::tensor_bytes(&self.trainable_parameters()))
+    }
+
     fn export(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(
@@ -286,6 +301,7 @@ impl TrainablePolicy for BigramPolicy {
         Ok(Some(Self {
             weight: self.weight.detach().copy().set_requires_grad(true),
             reference: self.reference.shallow_clone(),
+            claimed_export_bytes: self.claimed_export_bytes,
         }))
     }
 }
