@@ -2,6 +2,7 @@
 //! tools' own retry and circuit breaker. What the judge is asked and how its
 //! verdict is read live in the trainer (`eval::judge`); this is the wire.
 
+use crate::net::error_chain;
 use crate::reliability::{Around, BreakerPolicy, Breakers, Retry, RetryPolicy};
 use crate::tools::ToolError;
 use crate::wire::openai::{ChatMessage, ChatRequest};
@@ -157,19 +158,6 @@ fn retry_after_secs(value: &str) -> Option<u32> {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     Some(u32::try_from(wait.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX))
-}
-
-/// The error and its causes, as reqwest's own text is terse ("error
-/// sending request").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// A verdict is one word; a reply past this is not a judge's.
@@ -368,6 +356,21 @@ mod tests {
         assert_eq!(retry_after_secs("soon"), None);
     }
 
+    /// Questions `q0…` with these answers and one gold.
+    fn questions(answers: &[&str], gold: &str) -> Vec<QuestionResult> {
+        answers
+            .iter()
+            .enumerate()
+            .map(|(i, answer)| QuestionResult {
+                id: format!("q{i}"),
+                question: "Q?".into(),
+                answer: Some(answer.to_string()),
+                golds: vec![gold.into()],
+                ..Default::default()
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flaky_judge_is_retried_and_a_dead_one_costs_one_timeout() {
         let (url, seen) = judge_server().await;
@@ -390,8 +393,7 @@ mod tests {
         assert!(judge.judge(&item("Brun (limited)")).await.unwrap());
         assert!(start.elapsed() >= Duration::from_secs(1));
         assert_eq!(seen.lock().unwrap().len(), 5);
-        // A 500 is retried too, and its text kept; a reply that is no
-        // verdict is not retried.
+        // A 500 is retried too, and its text kept.
         let err = format!("{:#}", judge.judge(&item("boom")).await.unwrap_err());
         assert!(err.contains("500") && err.contains("down"), "{err}");
         assert_eq!(seen.lock().unwrap().len(), 8);
@@ -413,17 +415,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let mut results: Vec<QuestionResult> = ["Brun (throttled)", "Brun (throttled)", "Brun"]
-            .iter()
-            .enumerate()
-            .map(|(i, answer)| QuestionResult {
-                id: format!("q{i}"),
-                question: "Q?".into(),
-                answer: Some(answer.to_string()),
-                golds: vec!["Brun".into()],
-                ..Default::default()
-            })
-            .collect();
+        let mut results = questions(&["Brun (throttled)", "Brun (throttled)", "Brun"], "Brun");
         let stats = judge_all(&mut results, &judge, 1).await;
         assert_eq!(stats.judged, 1, "{:?}", stats.failed);
         assert!(
@@ -447,15 +439,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let mut results: Vec<QuestionResult> = (0..40)
-            .map(|i| QuestionResult {
-                id: format!("q{i}"),
-                question: "Q?".into(),
-                answer: Some("hang".into()),
-                golds: vec!["x".into()],
-                ..Default::default()
-            })
-            .collect();
+        let mut results = questions(&["hang"; 40], "x");
         let start = Instant::now();
         let stats = judge_all(&mut results, &judge, 4).await;
         let took = start.elapsed();

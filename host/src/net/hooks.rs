@@ -207,7 +207,9 @@ pub(crate) fn map_reqwest_error(e: &reqwest::Error, log: &PolicyLog) -> Error {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, `: `-joined (reqwest's own text alone is terse:
+/// "error sending request").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

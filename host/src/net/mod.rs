@@ -19,6 +19,7 @@ pub mod policy;
 mod resolver;
 
 pub use hooks::ToolHttpHooks;
+pub(crate) use hooks::error_chain;
 pub use policy::{Origin, SecretValue, ToolNetPolicy};
 pub use resolver::StaticHosts;
 
