@@ -119,7 +119,6 @@ pub fn serve_with(
         base_url: format!("http://{addr}"),
         addr,
     });
-    let request_timeout = limits.request_timeout;
     let app = Router::new()
         .route("/search.json", get(search))
         .route("/corpus/{*path}", get(corpus_image))
@@ -128,33 +127,9 @@ pub fn serve_with(
         .route("/uploads/{name}", get(uploaded))
         .fallback(get(read_page))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-                // A body declared too big is refused before it is waited for.
-                let declared = req
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if let Some(n) = declared.filter(|&n| n > MAX_UPLOAD_BYTES as u64) {
-                    return (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a body of {n} bytes is over the {MAX_UPLOAD_BYTES}-byte limit"),
-                    )
-                        .into_response();
-                }
-                match tokio::time::timeout(request_timeout, next.run(req)).await {
-                    Ok(answer) => answer,
-                    Err(_) => (
-                        StatusCode::REQUEST_TIMEOUT,
-                        format!(
-                            "the request was not read within {} s",
-                            request_timeout.as_secs_f64()
-                        ),
-                    )
-                        .into_response(),
-                }
-            },
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            limit_request,
         ))
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -166,6 +141,38 @@ pub fn serve_with(
         stop: Some(stop),
         task,
     })
+}
+
+/// Refuses a body declared over the upload limit before waiting for it,
+/// and answers 408 to a request not read and answered within `timeout`.
+async fn limit_request(
+    State(timeout): State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > MAX_UPLOAD_BYTES as u64) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a body of {n} bytes is over the {MAX_UPLOAD_BYTES}-byte limit"),
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(answer) => answer,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request was not read within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// axum's own `serve` sets no header-read timeout and no connection cap,
