@@ -173,7 +173,10 @@ fn sft_then_every_workflow_then_the_report() {
     // A second run into the same run dir would replace the model: refused.
     let weights = std::fs::read(model.join("model.safetensors")).unwrap();
     let e = run_err(host().arg("sft").arg("--config").arg(&s.config));
-    assert!(e.contains("already holds an SFT run"), "{e}");
+    assert!(e.contains("already holds a finished SFT run"), "{e}");
+    // Nor is a finished run resumed.
+    let e = run_err(host().args(["sft", "--resume", "--config"]).arg(&s.config));
+    assert!(e.contains("already holds a finished SFT run"), "{e}");
     assert_eq!(
         std::fs::read(model.join("model.safetensors")).unwrap(),
         weights

@@ -62,7 +62,7 @@ pub struct TurnOutput {
 }
 
 /// A trajectory's token-level record, the input to training.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Transcript {
     /// The whole conversation: prompt, assistant turns, user/tool turns.
     pub tokens: Vec<i64>,

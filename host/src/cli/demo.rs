@@ -44,6 +44,10 @@ pub struct SftArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Continue the unfinished run in `run.dir` from its saved train set and
+    /// latest checkpoint (the config must be the same).
+    #[arg(long)]
+    pub resume: bool,
     /// Dotted overrides, e.g. `data.max_samples=200 run.epochs=3`.
     pub overrides: Vec<String>,
 }
@@ -247,6 +251,7 @@ struct SftJob<'a> {
     source: DemoScripts,
     tools: Arc<SearchPipeline>,
     handle: tokio::runtime::Handle,
+    resume: bool,
 }
 
 impl PolicyVisitor for SftJob<'_> {
@@ -259,6 +264,7 @@ impl PolicyVisitor for SftJob<'_> {
             &self.source,
             self.tools,
             &self.handle,
+            self.resume,
         )
     }
 }
@@ -281,14 +287,19 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
         source,
         tools: Arc::new(tools),
         handle: rt.handle().clone(),
+        resume: args.resume,
     };
     let summary = with_policy(&base.model, section.init, base.run.seed, job)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         let d = &summary.data;
+        let resumed = match summary.resumed_at {
+            Some(step) => format!(" (resumed after step {step})"),
+            None => String::new(),
+        };
         println!(
-            "sft: {} trajectories ({} direct, {} with search), {} steps in {:.1}s",
+            "sft: {} trajectories ({} direct, {} with search), {} steps in {:.1}s{resumed}",
             d.direct + d.with_search,
             d.direct,
             d.with_search,

@@ -174,6 +174,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         run_sft(SftArgs {
             config: cfg("sft.toml"),
             json: false,
+            resume: false,
             overrides: quick(&with(&sft_paths), &["run.epochs=1"]),
         })?,
         "sft",

@@ -7,10 +7,12 @@ use crate::algo::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm, masked_sum_ove
 use crate::data::DataCursor;
 use crate::parallel::Replicas;
 use crate::policy::{TokenScores, TrainablePolicy, Transcript};
-use anyhow::{Result, bail};
+use crate::train::checkpoint::{self, Checkpoint, CheckpointState};
+use crate::train::config::TrainConfig;
+use crate::train::metrics::MetricsLog;
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug)]
@@ -52,6 +54,21 @@ impl FitOptions {
     fn batch(&self, data: usize) -> usize {
         self.batch_size.min(data).max(1)
     }
+}
+
+/// Where a fit writes its checkpoints (the trainer's format: weights,
+/// optimizer moments, data cursor, step), and the one it continues from.
+pub struct FitCheckpoints<'a> {
+    pub root: PathBuf,
+    /// Steps between checkpoints; 0: none.
+    pub every: usize,
+    /// Newest checkpoints kept; 0: all.
+    pub keep: usize,
+    /// Written into each checkpoint.
+    pub config: &'a TrainConfig,
+    /// The train set's fingerprint: a checkpoint resumes only on its data.
+    pub data: String,
+    pub resume: Option<Checkpoint>,
 }
 
 /// One optimizer step's numbers, as written to `metrics.jsonl` under `sft/`.
@@ -133,12 +150,16 @@ fn entropy_of(scores: &TokenScores) -> Result<Tensor> {
 }
 
 /// Trains `policy` on `data`; `on_step` sees each step's numbers (and
-/// `metrics`, when given, gets them as JSON lines).
+/// `metrics`, when given, gets them as JSON lines). With `checkpoints`
+/// resuming, it continues from that checkpoint's step, and the log keeps
+/// only the lines before it, so it reads as one uninterrupted run. Returns
+/// the steps run by this call.
 pub fn fit<P: TrainablePolicy>(
     policy: &mut P,
     data: &[Transcript],
     opts: &FitOptions,
     metrics: Option<&Path>,
+    checkpoints: Option<FitCheckpoints>,
     on_step: &mut dyn FnMut(usize, &StepMetrics),
 ) -> Result<Vec<StepMetrics>> {
     if data.is_empty() {
@@ -160,21 +181,47 @@ pub fn fit<P: TrainablePolicy>(
     let tensors: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(params, opts.adamw.clone());
     let mut cursor = DataCursor::new(opts.seed, opts.shuffle);
+    let mut start = 0;
+    if let Some(ck) = checkpoints.as_ref().and_then(|c| c.resume.as_ref()) {
+        let what = format!("checkpoint {}", ck.dir.display());
+        let now = &checkpoints.as_ref().expect("resuming").data;
+        ensure!(
+            &ck.state.data == now,
+            "{what} was trained on other data ({}; now {now})",
+            ck.state.data
+        );
+        ensure!(
+            ck.state.step <= steps,
+            "{what} is at step {}, past this run's {steps} steps",
+            ck.state.step
+        );
+        checkpoint::restore(
+            &ck.weights,
+            &policy.trainable_parameters(),
+            &format!("{what}: weights"),
+        )?;
+        opt.load_state(ck.state.optimizer_steps, &ck.optimizer)
+            .with_context(|| format!("{what}: optimizer"))?;
+        cursor = ck.state.cursor.clone();
+        start = ck.state.step;
+        tracing::info!(checkpoint = %ck.dir.display(), step = start, "resuming the SFT fit");
+    }
     let mut log = match metrics {
         Some(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            Some(std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
-            ))
+            // Lines are 0-based: line k holds step k, so k < start stay.
+            Some(match start {
+                0 => MetricsLog::create(path)?,
+                s => MetricsLog::resume(path, s - 1)?,
+            })
         }
         None => None,
     };
     let mut replicas = Replicas::new(policy, opts.data_parallel, "sft")?;
-    let mut history = Vec::with_capacity(steps);
-    for step in 0..steps {
+    let mut history = Vec::with_capacity(steps - start);
+    for step in start..steps {
         let epoch = cursor.epoch;
         let idx = cursor.next_batch(data.len(), batch);
         let mut picked: Vec<&Transcript> = idx.iter().map(|&i| &data[i]).collect();
@@ -209,16 +256,47 @@ pub fn fit<P: TrainablePolicy>(
             epoch,
             entropy: (beta > 0.0).then_some(entropy_sum),
         };
-        if let Some(w) = log.as_mut() {
-            serde_json::to_writer(&mut *w, &Line { step, sft: &m })?;
-            w.write_all(b"\n")?;
-            w.flush()?;
+        if let Some(log) = log.as_mut() {
+            log.append(&Line { step, sft: &m })?;
+        }
+        if let Some(c) = checkpoints
+            .as_ref()
+            .filter(|c| c.every > 0 && (step + 1) % c.every == 0)
+        {
+            save(c, step + 1, &cursor, &opt, policy)?;
         }
         on_step(step, &m);
         history.push(m);
     }
     opt.zero_grad();
     Ok(history)
+}
+
+/// A checkpoint after `steps` steps, then the oldest pruned.
+fn save<P: TrainablePolicy>(
+    c: &FitCheckpoints,
+    steps: usize,
+    cursor: &DataCursor,
+    opt: &AdamW,
+    policy: &P,
+) -> Result<()> {
+    let state = CheckpointState::new(
+        steps,
+        cursor.clone(),
+        opt.steps_taken(),
+        cursor.seed,
+        c.data.clone(),
+    );
+    let dir = checkpoint::save(
+        &c.root,
+        c.config,
+        state,
+        &policy.trainable_parameters(),
+        &opt.state_tensors(),
+    )?;
+    checkpoint::prune(&c.root, c.keep)?;
+    tracing::info!(checkpoint = %dir.display(), "saved");
+    Ok(())
 }
 
 /// One micro-batch's forward and backward: its token-mean NLL and entropy

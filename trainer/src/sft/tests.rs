@@ -336,6 +336,7 @@ fn sft_lowers_the_loss_and_makes_the_trained_behaviour_more_likely() {
         &data.transcripts,
         &fit_opts(60),
         Some(&metrics),
+        None,
         &mut |_, _| seen += 1,
     )
     .unwrap();
@@ -391,7 +392,7 @@ fn a_confidence_penalty_keeps_the_policy_less_sure_and_still_fits() {
             confidence_penalty: beta,
             ..fit_opts(60)
         };
-        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        let h = fit(&mut p, &data.transcripts, &o, None, None, &mut |_, _| {}).unwrap();
         let refs: Vec<&Transcript> = data.transcripts.iter().collect();
         let entropy = mean_entropy(&mut p, &refs).unwrap();
         (h, entropy)
@@ -431,7 +432,7 @@ fn micro_batches_add_up_to_the_same_update() {
             micro_batch: micro,
             ..fit_opts(3)
         };
-        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        let h = fit(&mut p, &data.transcripts, &o, None, None, &mut |_, _| {}).unwrap();
         (p.trainable_parameters()[0].1.detach().copy(), h[0].loss)
     };
     let (a, la) = weights(4);
@@ -464,7 +465,7 @@ fn data_parallel_threads_give_the_same_update_bit_for_bit() {
             confidence_penalty: beta,
             ..fit_opts(4)
         };
-        let h = fit(&mut p, &data.transcripts, &o, None, &mut |_, _| {}).unwrap();
+        let h = fit(&mut p, &data.transcripts, &o, None, None, &mut |_, _| {}).unwrap();
         let losses: Vec<(f64, Option<f64>, f64)> =
             h.iter().map(|m| (m.loss, m.entropy, m.grad_norm)).collect();
         (p.trainable_parameters()[0].1.detach().copy(), losses)
@@ -506,13 +507,10 @@ fn small_world() -> DemoDataConfig {
     c
 }
 
-#[test]
-fn run_sft_on_a_small_demo_world() {
-    let tmp = tempfile::tempdir().unwrap();
-    let world_dir = tmp.path().join("world");
-    let summary = demo::generate(&world_dir, &small_world(), &[]).unwrap();
-    let layout = Layout::new(&world_dir);
-    let run_dir = tmp.path().join("run");
+/// The `sft` config of a run into `run_dir` on the small world in
+/// `world_dir`, with `extra` TOML lines under `[run]`.
+fn small_run_config(world_dir: &Path, run_dir: &Path, extra: &str) -> (TrainConfig, SftSection) {
+    let layout = Layout::new(world_dir);
     let table: toml::Table = toml::from_str(&format!(
         r#"
 [run]
@@ -520,6 +518,7 @@ dir = {run:?}
 seed = 1
 epochs = 2
 progress = false
+{extra}
 [model]
 path = "unused-by-the-bigram"
 [data]
@@ -538,20 +537,50 @@ micro_batch = 2
         world = layout.world().display().to_string(),
     ))
     .unwrap();
-    let (base, sft): (_, SftSection) =
-        crate::eval::config::command_config_from_table(table, &[], "sft").unwrap();
+    crate::eval::config::command_config_from_table(table, &[], "sft").unwrap()
+}
+
+#[test]
+fn run_sft_on_a_small_demo_world() {
+    let tmp = tempfile::tempdir().unwrap();
+    let world_dir = tmp.path().join("world");
+    let summary = demo::generate(&world_dir, &small_world(), &[]).unwrap();
+    let layout = Layout::new(&world_dir);
+    let run_dir = tmp.path().join("run");
+    let (base, sft) = small_run_config(&world_dir, &run_dir, "");
     let source = DemoScripts::load(&layout.world()).unwrap();
     let rt = runtime();
     // A model the disk cannot hold is refused before any work.
     let mut too_big = BigramPolicy::new(2, 0.0).claiming_export_bytes(u64::MAX / 2);
     let err = format!(
         "{:#}",
-        run_sft(&base, &sft, &mut too_big, &source, tools(), rt.handle()).unwrap_err()
+        run_sft(
+            &base,
+            &sft,
+            &mut too_big,
+            &source,
+            tools(),
+            rt.handle(),
+            false
+        )
+        .unwrap_err()
     );
-    assert!(err.contains("the SFT model's export needs about"), "{err}");
+    assert!(
+        err.contains("the SFT model's export plus a checkpoint needs about"),
+        "{err}"
+    );
     assert!(!run_dir.exists(), "no work, no run dir");
     let mut policy = BigramPolicy::new(2, 0.0);
-    let out = run_sft(&base, &sft, &mut policy, &source, tools(), rt.handle()).unwrap();
+    let out = run_sft(
+        &base,
+        &sft,
+        &mut policy,
+        &source,
+        tools(),
+        rt.handle(),
+        false,
+    )
+    .unwrap();
     assert_eq!(out.data.samples, 10, "data.max_samples is the budget");
     assert_eq!(out.data.direct + out.data.with_search, 10);
     assert!(
@@ -802,4 +831,158 @@ fn known_views_are_new_photos_of_search_free_training_questions() {
         assert_eq!(source.turns(v).unwrap(), source.turns(base).unwrap());
         assert!(photos.insert(&v.images[0]), "{}: a photo seen before", v.id);
     }
+}
+
+/// Every file under `dir`, as relative path → bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let world_dir = tmp.path().join("world");
+    demo::generate(&world_dir, &small_world(), &[]).unwrap();
+    let source = DemoScripts::load(&Layout::new(&world_dir).world()).unwrap();
+    let rt = runtime();
+    let every = "save_every = 2\nkeep_checkpoints = 0";
+    let whole = tmp.path().join("whole");
+    let (base, sft) = small_run_config(&world_dir, &whole, every);
+    let mut policy = BigramPolicy::new(2, 0.0);
+    let done = run_sft(
+        &base,
+        &sft,
+        &mut policy,
+        &source,
+        tools(),
+        rt.handle(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(done.steps, 5);
+    let ck = whole.join(CHECKPOINTS_DIR);
+    let saved: Vec<usize> = checkpoint::list(&ck).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(saved, vec![2, 4]);
+    assert!(whole.join(data_file::DATA_FILE).is_file());
+
+    // The same run stopped after step 3 (one step past its checkpoint at
+    // 2, half a line into step 4's), as a killed process leaves it.
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir_all(cut.join(CHECKPOINTS_DIR)).unwrap();
+    for f in [CONFIG_FILE, data_file::DATA_FILE] {
+        std::fs::copy(whole.join(f), cut.join(f)).unwrap();
+    }
+    let two = checkpoint::dir_name(2);
+    for (name, bytes) in tree(&ck.join(&two)) {
+        let to = cut.join(CHECKPOINTS_DIR).join(&two).join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    let log = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5);
+    std::fs::write(
+        cut.join("metrics.jsonl"),
+        format!(
+            "{}\n{}\n{}\n{{\"step\": 3, \"sf",
+            lines[0], lines[1], lines[2]
+        ),
+    )
+    .unwrap();
+    let (cut_base, cut_sft) = small_run_config(&world_dir, &cut, every);
+    let err = |r: Result<SftSummary>| format!("{:#}", r.unwrap_err());
+
+    // Not without --resume; not under a config that computes otherwise.
+    let mut fresh = BigramPolicy::new(2, 0.0);
+    let msg = err(run_sft(
+        &cut_base,
+        &cut_sft,
+        &mut fresh,
+        &source,
+        tools(),
+        rt.handle(),
+        false,
+    ));
+    assert!(msg.contains("pass --resume"), "{msg}");
+    let mut other = cut_base.clone();
+    other.actor.lr = 0.01;
+    let msg = err(run_sft(
+        &other,
+        &cut_sft,
+        &mut fresh,
+        &source,
+        tools(),
+        rt.handle(),
+        true,
+    ));
+    assert!(msg.contains("actor.lr = 0.05 there, 0.01 now"), "{msg}");
+    // The resume needs no tools: the train set comes from the run dir.
+    let resumed = run_sft(
+        &cut_base,
+        &cut_sft,
+        &mut fresh,
+        &source,
+        failing_tools(),
+        rt.handle(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(resumed.data, done.data);
+    assert_eq!((resumed.resumed_at, done.resumed_at), (Some(2), None));
+    assert_eq!(
+        (resumed.steps, resumed.first_loss, resumed.last_loss),
+        (done.steps, done.first_loss, done.last_loss)
+    );
+    assert_eq!(
+        std::fs::read_to_string(cut.join("metrics.jsonl")).unwrap(),
+        log,
+        "the resumed log reads as the uninterrupted one"
+    );
+    assert_eq!(tree(&cut.join("model")), tree(&whole.join("model")));
+    let (a, b) = (
+        &policy.trainable_parameters()[0].1,
+        &fresh.trainable_parameters()[0].1,
+    );
+    assert!(a.equal(b), "the same weights at the end");
+
+    // A finished run is not resumed, and a damaged train set is named.
+    let msg = err(run_sft(
+        &base,
+        &sft,
+        &mut fresh,
+        &source,
+        tools(),
+        rt.handle(),
+        true,
+    ));
+    assert!(msg.contains("already holds a finished SFT run"), "{msg}");
+    std::fs::remove_file(cut.join(SUMMARY_FILE)).unwrap();
+    std::fs::remove_dir_all(cut.join("model")).unwrap();
+    std::fs::write(cut.join(data_file::DATA_FILE), b"{}").unwrap();
+    let msg = err(run_sft(
+        &cut_base,
+        &cut_sft,
+        &mut fresh,
+        &source,
+        tools(),
+        rt.handle(),
+        true,
+    ));
+    assert!(
+        msg.contains("sft_data.safetensors is not a whole SFT data file"),
+        "{msg}"
+    );
 }

@@ -14,7 +14,7 @@ use crate::rollout::{Prompts, SearchCall, guarded_search, push_search_result};
 use crate::tools::{ImageQuery, SearchTools};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -35,7 +35,7 @@ pub struct BuildOptions {
 }
 
 /// What went into the SFT data.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataStats {
     pub samples: usize,
     /// Kept trajectories answered at once / with search.

@@ -259,8 +259,8 @@ const OPERATIONAL_KEYS: [&str; 7] = [
     "search.cache",
 ];
 
-fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-    if OPERATIONAL_KEYS.contains(&prefix) {
+fn flatten(prefix: &str, v: &toml::Value, free: &[&str], out: &mut BTreeMap<String, String>) {
+    if OPERATIONAL_KEYS.contains(&prefix) || free.contains(&prefix) {
         return;
     }
     match v {
@@ -271,7 +271,7 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                flatten(&key, inner, out);
+                flatten(&key, inner, free, out);
             }
         }
         other => {
@@ -283,12 +283,26 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
 /// Refuses to resume under a config that computes something else, naming
 /// every key that differs.
 pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
-    let table = |c: &TrainConfig| -> Result<BTreeMap<String, String>> {
+    check_compatible_values(
+        &toml::Value::try_from(saved)?,
+        &toml::Value::try_from(now)?,
+        &[],
+    )
+}
+
+/// [`check_compatible`] for any config as TOML (e.g. with more sections),
+/// where the keys in `free` may differ too.
+pub fn check_compatible_values(
+    saved: &toml::Value,
+    now: &toml::Value,
+    free: &[&str],
+) -> Result<()> {
+    let table = |v: &toml::Value| {
         let mut out = BTreeMap::new();
-        flatten("", &toml::Value::try_from(c)?, &mut out);
-        Ok(out)
+        flatten("", v, free, &mut out);
+        out
     };
-    let (a, b) = (table(saved)?, table(now)?);
+    let (a, b) = (table(saved), table(now));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let none = "(unset)".to_string();
     let diffs: Vec<String> = keys

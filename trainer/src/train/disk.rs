@@ -14,6 +14,19 @@ pub fn tensor_bytes(tensors: &[(String, Tensor)]) -> u64 {
         .sum()
 }
 
+/// The bytes of AdamW's state for `params` as a checkpoint stores it: two
+/// f32 moments each, and an f32 master copy of a parameter kept in
+/// another dtype.
+pub fn adamw_state_bytes(params: &[(String, Tensor)]) -> u64 {
+    params
+        .iter()
+        .map(|(_, t)| {
+            let copies = if t.kind() == tch::Kind::Float { 2 } else { 3 };
+            t.numel() as u64 * 4 * copies
+        })
+        .sum()
+}
+
 /// Refuses when the file system holding `dir` (or its nearest existing
 /// parent) has less than `need` bytes free for this user. Where the free
 /// space cannot be read, it warns and lets the run go on.
@@ -81,5 +94,12 @@ mod tests {
             ),
         ];
         assert_eq!(tensor_bytes(&t), 12 * 4 + 10 * 2);
+        // What a checkpoint of AdamW's state holds, counted before it exists.
+        let shared = t
+            .iter()
+            .map(|(n, p)| (n.clone(), p.shallow_clone()))
+            .collect();
+        let opt = crate::algo::AdamW::new(shared, Default::default());
+        assert_eq!(adamw_state_bytes(&t), tensor_bytes(&opt.state_tensors()));
     }
 }

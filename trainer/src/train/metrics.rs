@@ -120,7 +120,7 @@ impl MetricsLog {
         })
     }
 
-    pub fn append(&mut self, m: &StepMetrics) -> Result<()> {
+    pub fn append<T: Serialize>(&mut self, m: &T) -> Result<()> {
         let line = serde_json::to_string(m)? + "\n";
         self.file
             .write_all(line.as_bytes())
