@@ -121,6 +121,13 @@ async fn every_fault_becomes_its_typed_error() {
                     }
                 }),
             ),
+            // The HTTP-date form: whole seconds from now, the fraction rounded up.
+            (
+                Fault::RateLimitedUntil { in_s: 30 },
+                Box::new(
+                    |e| matches!(e, ToolError::RateLimited { retry_after_s: Some(s) } if (29..=31).contains(s)),
+                ),
+            ),
             (
                 Fault::ServerError,
                 Box::new(

@@ -24,6 +24,8 @@ use std::time::Duration;
 pub enum Fault {
     /// 429 with `Retry-After: retry_after_s`.
     RateLimited { retry_after_s: u32 },
+    /// 429 with `Retry-After` as the HTTP-date `in_s` seconds from now.
+    RateLimitedUntil { in_s: u32 },
     /// 500 with the upstream's own error body.
     ServerError,
     /// Accepts the request and never answers.
@@ -223,6 +225,20 @@ async fn answer(
             [
                 (header::CONTENT_TYPE, "application/json".to_string()),
                 (header::RETRY_AFTER, retry_after_s.to_string()),
+            ],
+            error_body.to_string(),
+        )
+            .into_response(),
+        Some(Fault::RateLimitedUntil { in_s }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::CONTENT_TYPE, "application/json".to_string()),
+                (
+                    header::RETRY_AFTER,
+                    httpdate::fmt_http_date(
+                        std::time::SystemTime::now() + Duration::from_secs(in_s.into()),
+                    ),
+                ),
             ],
             error_body.to_string(),
         )

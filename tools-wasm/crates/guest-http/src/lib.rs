@@ -45,8 +45,8 @@
 //!   A body longer than `max_body_bytes` is [`HttpError::BodyTooLarge`]; nothing is
 //!   truncated silently.
 //! - [`Response::header`] (case-insensitive, first value), [`Response::text`] (UTF-8),
-//!   [`Response::is_success`], [`Response::retry_after_secs`] (the `Retry-After`
-//!   delta-seconds form; see [`parse_retry_after`]).
+//!   [`Response::is_success`], [`Response::retry_after_secs`] (`Retry-After` as
+//!   delta-seconds or an HTTP-date; see [`parse_retry_after`]).
 //! - [`HttpError`]: `Denied` (the host's policy refused: host not on the allow-list,
 //!   a private address, ...), `Timeout`, `Connection`, `BodyTooLarge`, `Protocol`,
 //!   `InvalidRequest` (a URL or header this crate could not frame). Map these to the
