@@ -588,11 +588,12 @@ mod tests {
         );
     }
 
-    /// A disk that fills up on demand.
+    /// A disk that fills up, or fails to read, on demand.
     #[derive(Debug)]
     struct FillingDisk {
         inner: redb::backends::InMemoryBackend,
         full: Arc<AtomicBool>,
+        unreadable: Arc<AtomicBool>,
     }
 
     impl FillingDisk {
@@ -610,6 +611,9 @@ mod tests {
             self.inner.len()
         }
         fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            if self.unreadable.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(5)); // EIO
+            }
             self.inner.read(offset, len)
         }
         fn set_len(&self, len: u64) -> std::io::Result<()> {
@@ -626,16 +630,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_disk_stops_the_cache_once_and_names_it() {
-        let full = Arc::new(AtomicBool::new(false));
-        let db = Database::builder()
+    /// A store on a [`FillingDisk`] with its two switches (full, unreadable);
+    /// without a read cache every read reaches the disk.
+    fn on_filling_disk(read_cache: bool) -> (CacheStore, Arc<AtomicBool>, Arc<AtomicBool>) {
+        let (full, unreadable) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        let mut builder = Database::builder();
+        if !read_cache {
+            builder.set_cache_size(0);
+        }
+        let db = builder
             .create_with_backend(FillingDisk {
                 inner: redb::backends::InMemoryBackend::new(),
                 full: Arc::clone(&full),
+                unreadable: Arc::clone(&unreadable),
             })
             .unwrap();
         let store = CacheStore::init(db, Path::new("/runs/x/tool-cache.redb")).unwrap();
+        (store, full, unreadable)
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_cache_once_and_names_it() {
+        let (store, full, _) = on_filling_disk(true);
         store.put("a", b"one", None).unwrap();
         assert_eq!(store.get("a").unwrap().unwrap().payload, b"one");
         full.store(true, Ordering::SeqCst);
@@ -654,5 +670,27 @@ mod tests {
         assert_eq!(store.get("a").unwrap().unwrap().payload, b"one");
         store.counters.hits.fetch_add(1, Ordering::Relaxed);
         store.flush_counters().unwrap();
+    }
+
+    #[test]
+    fn after_a_failed_write_a_refused_read_is_a_miss() {
+        // A read the disk refuses is an error naming the cache...
+        let (store, _, unreadable) = on_filling_disk(false);
+        store.put("a", b"one", None).unwrap();
+        unreadable.store(true, Ordering::SeqCst);
+        let err = format!("{:#}", store.get("a").unwrap_err());
+        assert!(
+            err.contains("reading tool cache /runs/x/tool-cache.redb"),
+            "{err}"
+        );
+        // ...but once a failed write was named, redb refuses the reads it
+        // cannot serve from memory (here: all), and each is a miss.
+        let (store, full, _) = on_filling_disk(false);
+        store.put("a", b"one", None).unwrap();
+        full.store(true, Ordering::SeqCst);
+        store.put("b", &[7; 1 << 16], None).unwrap_err();
+        full.store(false, Ordering::SeqCst);
+        assert!(store.read_entry("a").is_err(), "redb refuses the read");
+        assert!(store.get("a").unwrap().is_none());
     }
 }
