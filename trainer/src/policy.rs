@@ -181,6 +181,13 @@ pub trait TrainablePolicy: Policy + Send {
         crate::train::disk::tensor_bytes(&self.trainable_parameters())
     }
 
+    /// About what a checkpoint writes, in bytes: the trainable weights and
+    /// AdamW's state for them.
+    fn checkpoint_bytes(&self) -> u64 {
+        let p = self.trainable_parameters();
+        crate::train::disk::tensor_bytes(&p) + crate::train::disk::adamw_state_bytes(&p)
+    }
+
     /// An independent copy (the same weights, gradients of its own) for
     /// another thread of data-parallel SFT on the CPU; `None` where the
     /// policy cannot make one that computes bit for bit what it does.

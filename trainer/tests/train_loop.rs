@@ -197,6 +197,25 @@ fn export_writes_the_trained_weights_and_bad_checkpoints_are_refused() {
             "run.keep_checkpoints=1",
         ],
     );
+    // A checkpoint the disk cannot hold is refused before any work.
+    let err = format!(
+        "{:#}",
+        Trainer::new(
+            cfg.clone(),
+            primed_policy().claiming_bytes(u64::MAX / 4),
+            tools(0),
+            rt.handle().clone(),
+            samples(8),
+            false
+        )
+        .err()
+        .unwrap()
+    );
+    assert!(
+        err.contains("a checkpoint (weights and optimizer state) needs about"),
+        "{err}"
+    );
+    assert!(!dir.path().join(train::CONFIG_FILE).exists(), "no run dir");
     let mut t = trainer(cfg.clone(), tools(0), &rt, false).unwrap();
     t.run().unwrap();
     let trained = t.policy().trainable_parameters()[0].1.detach().copy();

@@ -131,9 +131,8 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     }
     crate::train::ensure_empty_out(&sft.out_dir(base))?;
     // The fit is kept by its checkpoints and its export.
-    let weights = disk::tensor_bytes(&policy.trainable_parameters());
     let checkpoint_bytes = if base.run.save_every > 0 {
-        weights + disk::adamw_state_bytes(&policy.trainable_parameters())
+        policy.checkpoint_bytes()
     } else {
         0
     };

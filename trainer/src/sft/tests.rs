@@ -551,7 +551,7 @@ fn run_sft_on_a_small_demo_world() {
     let source = DemoScripts::load(&layout.world()).unwrap();
     let rt = runtime();
     // A model the disk cannot hold is refused before any work.
-    let mut too_big = BigramPolicy::new(2, 0.0).claiming_export_bytes(u64::MAX / 2);
+    let mut too_big = BigramPolicy::new(2, 0.0).claiming_bytes(u64::MAX / 4);
     let err = format!(
         "{:#}",
         run_sft(

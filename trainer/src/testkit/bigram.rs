@@ -39,8 +39,9 @@ pub struct BigramSession {
 pub struct BigramPolicy {
     weight: Tensor,
     reference: Tensor,
-    /// What `export_bytes` says, where a test wants a model too big to save.
-    claimed_export_bytes: Option<u64>,
+    /// What `export_bytes` and `checkpoint_bytes` say, where a test wants a
+    /// model too big to save.
+    claimed_bytes: Option<u64>,
 }
 
 impl BigramPolicy {
@@ -73,14 +74,14 @@ impl BigramPolicy {
         Self {
             weight: w.set_requires_grad(true),
             reference,
-            claimed_export_bytes: None,
+            claimed_bytes: None,
         }
     }
 
-    /// The same policy, saying its export takes `bytes` (to test the room
-    /// checks without a disk that small).
-    pub fn claiming_export_bytes(mut self, bytes: u64) -> Self {
-        self.claimed_export_bytes = Some(bytes);
+    /// The same policy, saying its export and its checkpoint each take
+    /// `bytes` (to test the room checks without a disk that small).
+    pub fn claiming_bytes(mut self, bytes: u64) -> Self {
+        self.claimed_bytes = Some(bytes);
         self
     }
 
@@ -280,8 +281,15 @@ impl TrainablePolicy for BigramPolicy {
     }
 
     fn export_bytes(&self) -> u64 {
-        self.claimed_export_bytes
+        self.claimed_bytes
             .unwrap_or_else(|| crate::train::disk::tensor_bytes(&self.trainable_parameters()))
+    }
+
+    fn checkpoint_bytes(&self) -> u64 {
+        let p = self.trainable_parameters();
+        self.claimed_bytes.unwrap_or_else(|| {
+            crate::train::disk::tensor_bytes(&p) + crate::train::disk::adamw_state_bytes(&p)
+        })
     }
 
     fn export(&self, dir: &std::path::Path) -> Result<()> {
@@ -301,7 +309,7 @@ impl TrainablePolicy for BigramPolicy {
         Ok(Some(Self {
             weight: self.weight.detach().copy().set_requires_grad(true),
             reference: self.reference.shallow_clone(),
-            claimed_export_bytes: self.claimed_export_bytes,
+            claimed_bytes: self.claimed_bytes,
         }))
     }
 }

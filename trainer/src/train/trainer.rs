@@ -151,16 +151,15 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             min_lr_ratio: cfg.actor.min_lr_ratio,
         };
         let dir = PathBuf::from(&cfg.run.dir);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating run dir {}", dir.display()))?;
         let ck_root = dir.join(CHECKPOINTS_DIR);
         // The first save comes after the first steps' work.
         disk::ensure_room(
             &ck_root,
-            disk::tensor_bytes(&policy.trainable_parameters())
-                + disk::tensor_bytes(&optim.state_tensors()),
+            policy.checkpoint_bytes(),
             "a checkpoint (weights and optimizer state)",
         )?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating run dir {}", dir.display()))?;
         let fingerprint = data_fingerprint(&samples);
         let mut cursor = DataCursor::new(cfg.run.seed, cfg.data.shuffle);
         let mut step = 0;
