@@ -858,20 +858,14 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
     demo::generate(&world_dir, &small_world(), &[]).unwrap();
     let source = DemoScripts::load(&Layout::new(&world_dir).world()).unwrap();
     let rt = runtime();
+    let go = |cfg: &(TrainConfig, SftSection), p: &mut BigramPolicy, t, resume| {
+        run_sft(&cfg.0, &cfg.1, p, &source, t, rt.handle(), resume)
+    };
     let every = "save_every = 2\nkeep_checkpoints = 0";
     let whole = tmp.path().join("whole");
-    let (base, sft) = small_run_config(&world_dir, &whole, every);
+    let whole_cfg = small_run_config(&world_dir, &whole, every);
     let mut policy = BigramPolicy::new(2, 0.0);
-    let done = run_sft(
-        &base,
-        &sft,
-        &mut policy,
-        &source,
-        tools(),
-        rt.handle(),
-        false,
-    )
-    .unwrap();
+    let done = go(&whole_cfg, &mut policy, tools(), false).unwrap();
     assert_eq!(done.steps, 5);
     let ck = whole.join(CHECKPOINTS_DIR);
     let saved: Vec<usize> = checkpoint::list(&ck).unwrap().iter().map(|c| c.0).collect();
@@ -902,44 +896,19 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
         ),
     )
     .unwrap();
-    let (cut_base, cut_sft) = small_run_config(&world_dir, &cut, every);
+    let cut_cfg = small_run_config(&world_dir, &cut, every);
     let err = |r: Result<SftSummary>| format!("{:#}", r.unwrap_err());
 
     // Not without --resume; not under a config that computes otherwise.
     let mut fresh = BigramPolicy::new(2, 0.0);
-    let msg = err(run_sft(
-        &cut_base,
-        &cut_sft,
-        &mut fresh,
-        &source,
-        tools(),
-        rt.handle(),
-        false,
-    ));
+    let msg = err(go(&cut_cfg, &mut fresh, tools(), false));
     assert!(msg.contains("pass --resume"), "{msg}");
-    let mut other = cut_base.clone();
-    other.actor.lr = 0.01;
-    let msg = err(run_sft(
-        &other,
-        &cut_sft,
-        &mut fresh,
-        &source,
-        tools(),
-        rt.handle(),
-        true,
-    ));
+    let mut other = cut_cfg.clone();
+    other.0.actor.lr = 0.01;
+    let msg = err(go(&other, &mut fresh, tools(), true));
     assert!(msg.contains("actor.lr = 0.05 there, 0.01 now"), "{msg}");
     // The resume needs no tools: the train set comes from the run dir.
-    let resumed = run_sft(
-        &cut_base,
-        &cut_sft,
-        &mut fresh,
-        &source,
-        failing_tools(),
-        rt.handle(),
-        true,
-    )
-    .unwrap();
+    let resumed = go(&cut_cfg, &mut fresh, failing_tools(), true).unwrap();
     assert_eq!(resumed.data, done.data);
     assert_eq!((resumed.resumed_at, done.resumed_at), (Some(2), None));
     assert_eq!(
@@ -959,28 +928,12 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
     assert!(a.equal(b), "the same weights at the end");
 
     // A finished run is not resumed, and a damaged train set is named.
-    let msg = err(run_sft(
-        &base,
-        &sft,
-        &mut fresh,
-        &source,
-        tools(),
-        rt.handle(),
-        true,
-    ));
+    let msg = err(go(&whole_cfg, &mut fresh, tools(), true));
     assert!(msg.contains("already holds a finished SFT run"), "{msg}");
     std::fs::remove_file(cut.join(SUMMARY_FILE)).unwrap();
     std::fs::remove_dir_all(cut.join("model")).unwrap();
     std::fs::write(cut.join(data_file::DATA_FILE), b"{}").unwrap();
-    let msg = err(run_sft(
-        &cut_base,
-        &cut_sft,
-        &mut fresh,
-        &source,
-        tools(),
-        rt.handle(),
-        true,
-    ));
+    let msg = err(go(&cut_cfg, &mut fresh, tools(), true));
     assert!(
         msg.contains("sft_data.safetensors is not a whole SFT data file"),
         "{msg}"
