@@ -182,9 +182,11 @@ pub fn fit<P: TrainablePolicy>(
     let mut opt = AdamW::new(params, opts.adamw.clone());
     let mut cursor = DataCursor::new(opts.seed, opts.shuffle);
     let mut start = 0;
-    if let Some(ck) = checkpoints.as_ref().and_then(|c| c.resume.as_ref()) {
+    if let Some((ck, now)) = checkpoints
+        .as_ref()
+        .and_then(|c| Some((c.resume.as_ref()?, &c.data)))
+    {
         let what = format!("checkpoint {}", ck.dir.display());
-        let now = &checkpoints.as_ref().expect("resuming").data;
         ensure!(
             &ck.state.data == now,
             "{what} was trained on other data ({}; now {now})",
