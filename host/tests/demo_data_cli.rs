@@ -2,8 +2,8 @@
 //! writes the same bytes (hash maps and thread pools included), and a
 //! non-empty foreign directory is refused.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use mmsr_trainer::testkit::files_under;
+use std::path::Path;
 use std::process::Command;
 
 const SMALL: &str =
@@ -11,25 +11,6 @@ const SMALL: &str =
 
 fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmsr-host"))
-}
-
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(
-                    path.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&path).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 fn generate(config: &Path, out: &Path, seed: u64) -> std::process::Output {
@@ -64,7 +45,7 @@ fn same_seed_same_bytes_across_processes() {
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["towns"], 24);
     }
-    let (fa, fb) = (files(&a), files(&b));
+    let (fa, fb) = (files_under(&a), files_under(&b));
     assert_eq!(fa.len(), fb.len());
     for (path, bytes) in &fa {
         assert!(
@@ -123,7 +104,7 @@ fn a_killed_run_leaves_one_whole_world() {
     let started = std::time::Instant::now();
     assert!(generate(&config, &new, 6).status.success());
     let whole = started.elapsed();
-    let (old_files, new_files) = (files(&old), files(&new));
+    let (old_files, new_files) = (files_under(&old), files_under(&new));
     let world = tmp.path().join("world");
     // Kills spread over a whole run, so some land while files are written.
     for tenth in 1..10 {
@@ -140,7 +121,7 @@ fn a_killed_run_leaves_one_whole_world() {
         std::thread::sleep(whole * tenth / 10);
         let _ = child.kill();
         child.wait().unwrap();
-        let got = files(&world);
+        let got = files_under(&world);
         assert!(
             got == old_files || got == new_files,
             "killed after {tenth}/10 of a run: a world that is neither seed 5 nor seed 6"

@@ -1,7 +1,7 @@
 use super::*;
+use crate::testkit::files_under;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
-use std::collections::BTreeMap;
 
 pub(crate) fn small_config(seed: u64) -> DemoDataConfig {
     DemoDataConfig {
@@ -18,25 +18,6 @@ pub(crate) fn small_config(seed: u64) -> DemoDataConfig {
     }
 }
 
-fn all_files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(
-                    path.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&path).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn same_seed_writes_identical_files_and_another_seed_does_not() {
     let (a, b, c) = (
@@ -48,9 +29,9 @@ fn same_seed_writes_identical_files_and_another_seed_does_not() {
     generate(b.path(), &small_config(3), &[]).unwrap();
     generate(c.path(), &small_config(4), &[]).unwrap();
     let (fa, fb, fc) = (
-        all_files(a.path()),
-        all_files(b.path()),
-        all_files(c.path()),
+        files_under(a.path()),
+        files_under(b.path()),
+        files_under(c.path()),
     );
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (path, bytes) in &fa {

@@ -11,7 +11,7 @@ use crate::reward::GoldAnswers;
 use crate::rollout::{
     EndReason, Prompts, RolloutConfig, RolloutEngine, RolloutRequest, TurnRecord, check_transcript,
 };
-use crate::testkit::{BigramPolicy, ChatTokens, IM_END, ScriptedPolicy};
+use crate::testkit::{BigramPolicy, ChatTokens, IM_END, ScriptedPolicy, files_under};
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
 use std::sync::Arc;
 use std::time::Duration;
@@ -833,24 +833,6 @@ fn known_views_are_new_photos_of_search_free_training_questions() {
     }
 }
 
-/// Every file under `dir`, as relative path → bytes.
-fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -880,7 +862,7 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
         std::fs::copy(whole.join(f), cut.join(f)).unwrap();
     }
     let two = checkpoint::dir_name(2);
-    for (name, bytes) in tree(&ck.join(&two)) {
+    for (name, bytes) in files_under(&ck.join(&two)) {
         let to = cut.join(CHECKPOINTS_DIR).join(&two).join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::write(to, bytes).unwrap();
@@ -920,7 +902,10 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
         log,
         "the resumed log reads as the uninterrupted one"
     );
-    assert_eq!(tree(&cut.join("model")), tree(&whole.join("model")));
+    assert_eq!(
+        files_under(&cut.join("model")),
+        files_under(&whole.join("model"))
+    );
     let (a, b) = (
         &policy.trainable_parameters()[0].1,
         &fresh.trainable_parameters()[0].1,
