@@ -25,6 +25,17 @@ impl ImageFolder {
         }
     }
 
+    /// The folder a dataset's image names are relative to: `image_dir` if
+    /// set, else the dataset file's own folder. A bare file name's parent is
+    /// `""`, which no directory API opens, so it becomes `.`.
+    pub fn for_dataset(dataset: &Path, image_dir: Option<&Path>) -> Self {
+        let beside = dataset
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::new(image_dir.unwrap_or(beside))
+    }
+
     /// Opened on first use, so a dataset whose images are all embedded
     /// never needs the folder.
     fn dir(&self) -> Result<&Dir, String> {
@@ -114,6 +125,26 @@ mod tests {
                 .read("a.png")
                 .unwrap_err()
                 .contains("cannot open the image folder")
+        );
+    }
+
+    #[test]
+    fn a_dataset_named_without_a_folder_reads_images_beside_it() {
+        let beside = |p: &str, dir: Option<&str>| {
+            ImageFolder::for_dataset(Path::new(p), dir.map(Path::new)).path
+        };
+        assert_eq!(beside("train.parquet", None), Path::new("."));
+        assert_eq!(beside("data/train.parquet", None), Path::new("data"));
+        assert_eq!(beside("/d/train.jsonl", None), Path::new("/d"));
+        assert_eq!(beside("train.parquet", Some("imgs")), Path::new("imgs"));
+        // And it opens: "." is this process's working directory.
+        let folder = ImageFolder::for_dataset(Path::new("train.parquet"), None);
+        assert!(folder.dir().is_ok());
+        assert!(
+            folder
+                .read("/etc/hostname")
+                .unwrap_err()
+                .contains("outside the image folder")
         );
     }
 

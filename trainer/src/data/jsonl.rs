@@ -17,8 +17,7 @@ use std::path::Path;
 pub fn read(path: &Path, image_dir: Option<&Path>) -> Result<Vec<RowOutcome>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dir =
-        ImageFolder::new(image_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new("."))));
+    let dir = ImageFolder::for_dataset(path, image_dir);
     let name = source_name(path);
     let mut out = Vec::new();
     let mut reader = std::io::BufReader::new(file);

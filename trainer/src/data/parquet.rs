@@ -54,8 +54,7 @@ pub fn read(path: &Path, image_dir: Option<&Path>) -> Result<Vec<RowOutcome>> {
                 .collect(),
         )
         .build()?;
-    let base =
-        ImageFolder::new(image_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new("."))));
+    let base = ImageFolder::for_dataset(path, image_dir);
     let name = source_name(path);
     let mut out = Vec::new();
     for record in reader
