@@ -284,6 +284,11 @@ fn config_errors_are_named() {
     );
     let e = err(&["rollout.n=0"]);
     assert!(e.contains("rollout.n must be at least 1"), "{e}");
+    let e = err(&["rollout.n=1"]);
+    assert!(
+        e.contains("config configs/") && e.contains("rollout.n = 1: GRPO compares"),
+        "{e}"
+    );
     let e = err(&["search.top_kk=3"]);
     assert!(e.contains("`search.top_kk`: unknown field"), "{e}");
     let e = err(&[

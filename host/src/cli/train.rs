@@ -64,6 +64,9 @@ impl PolicyVisitor for Train {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let cfg = TrainConfig::load(&args.config, &args.overrides)?;
+    // Before the data, tools and model take their time to load.
+    cfg.validate_grpo()
+        .with_context(|| format!("config {}", args.config.display()))?;
     let search = search_config(&cfg)?;
     let samples = load_samples(&cfg.data)?;
     let rt = super::runtime()?;

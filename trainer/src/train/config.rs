@@ -6,7 +6,7 @@ use crate::algo::{AdamWConfig, Decay, LossAgg, ObjectiveConfig};
 use crate::data::{BadRowPolicy, DataFormat, LoadOptions};
 use crate::reward::RewardConfig;
 use crate::rollout::RolloutConfig;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -296,6 +296,20 @@ impl TrainConfig {
         let cfg: Self = from_value("", toml::Value::Table(table))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// What GRPO needs beyond [`Self::validate`] (which `sft` and `eval`
+    /// configs share): a group of one rollout has advantage 0 whatever its
+    /// reward, so it would train on the KL term alone.
+    pub fn validate_grpo(&self) -> Result<()> {
+        self.validate()?;
+        ensure!(
+            self.rollout.n >= 2,
+            "rollout.n = {}: GRPO compares each rollout with the others of its prompt's group, \
+             and a group of one has advantage 0, so nothing would be learnt (set rollout.n ≥ 2)",
+            self.rollout.n
+        );
+        Ok(())
     }
 
     /// Value checks that types alone cannot express.
@@ -685,6 +699,14 @@ mod tests {
             err.contains("rollout.n must be at least 1 (got 0)") && err.contains("reward.alpha"),
             "{err}"
         );
+        // A group of one is a valid eval or SFT base, but not GRPO.
+        let one = parse("", &["rollout.n=1"]).unwrap();
+        let err = one.validate_grpo().unwrap_err().to_string();
+        assert!(err.contains("rollout.n = 1: GRPO"), "{err}");
+        parse("", &["rollout.n=2"])
+            .unwrap()
+            .validate_grpo()
+            .unwrap();
         let err = parse("", &["algo.source_balance=1.5"])
             .unwrap_err()
             .to_string();

@@ -129,7 +129,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         samples: Vec<Sample>,
         resume: bool,
     ) -> Result<Self> {
-        cfg.validate()?;
+        cfg.validate_grpo()?;
         ensure!(!samples.is_empty(), "no training samples");
         let prompts =
             Arc::new(Prompts::load(&cfg.rollout.prompts_dir).context("rollout.prompts_dir")?);
