@@ -4,13 +4,16 @@
 //! files read back, and bad checkpoints are refused.
 
 use mmsr_trainer::data::Sample;
+use mmsr_trainer::eval::HeldOut;
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::report::metrics_log;
 use mmsr_trainer::reward::GoldAnswers;
 use mmsr_trainer::testkit::BigramPolicy;
 use mmsr_trainer::tools::{FakeSearchTools, SearchTools};
-use mmsr_trainer::train::{self, StepMetrics, TrainConfig, Trainer, apply_override};
-use std::path::Path;
+use mmsr_trainer::train::{
+    self, StepMetrics, TrainConfig, Trainer, VAL_METRICS_FILE, ValMetrics, apply_override,
+};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +109,50 @@ fn trainer<T: SearchTools + 'static>(
         samples(8),
         resume,
     )
+}
+
+/// `samples(n)` as a JSONL split with its image files, for `data.val`.
+fn write_split(dir: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut lines = String::new();
+    for (i, s) in samples(n).iter().enumerate() {
+        let image = format!("v{i}.png");
+        std::fs::write(dir.join(&image), &s.images[0]).unwrap();
+        lines += &serde_json::json!({
+            "question": s.question,
+            "image": image,
+            "answer": s.gold.ground_truth,
+            "data_source": if i % 2 == 0 { "even" } else { "odd" },
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    let path = dir.join("val.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// A trainer with the validator its config asks for.
+fn validated<T: SearchTools + 'static>(
+    cfg: TrainConfig,
+    tools: Arc<T>,
+    rt: &tokio::runtime::Runtime,
+    resume: bool,
+) -> anyhow::Result<Trainer<BigramPolicy, T>> {
+    let held_out = HeldOut::from_config(&cfg, tools.clone(), rt.handle().clone())?;
+    let t = trainer(cfg, tools, rt, resume)?;
+    Ok(match held_out {
+        Some(v) => t.with_validator(Box::new(v)),
+        None => t,
+    })
+}
+
+fn read_vals(dir: &Path) -> Vec<ValMetrics> {
+    std::fs::read_to_string(dir.join(VAL_METRICS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn read_metrics(dir: &Path) -> Vec<StepMetrics> {
@@ -270,6 +317,103 @@ fn export_writes_the_trained_weights_and_bad_checkpoints_are_refused() {
     );
 }
 
+#[test]
+fn validation_scores_the_policy_between_steps_and_changes_nothing() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let val = write_split(&tmp.path().join("split"), 32);
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    let steps = ["run.total_steps=7", "run.save_every=0"];
+    let val_keys = [
+        "val.every=3",
+        "val.before_train=true",
+        // A character bigram decodes greedily into loops, never a closed tag.
+        "val.temperature=1",
+        "run.tensorboard=true",
+        &format!("data.val={:?}", val.display().to_string()),
+    ];
+    let cfg = config(&with, &[&steps[..], &val_keys[..]].concat());
+
+    // Asked for, validation needs a validator.
+    let err = trainer(cfg.clone(), tools(0), &rt, false)
+        .unwrap()
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no validator"), "{err}");
+    std::fs::remove_dir_all(&with).unwrap();
+
+    validated(cfg, tools(0), &rt, false).unwrap().run().unwrap();
+    let vals = read_vals(&with);
+    let at: Vec<usize> = vals.iter().map(|v| v.step).collect();
+    assert_eq!(
+        at,
+        [0, 3, 6, 7],
+        "before training, every 3 steps and the last"
+    );
+    for v in &vals {
+        assert_eq!(v.questions, 32);
+        assert_eq!(v.by_source["even"].trajectories, 16);
+        assert!((0.0..=1.0).contains(&v.accuracy) && v.secs > 0.0);
+    }
+    let acc: Vec<f64> = vals.iter().map(|v| v.accuracy).collect();
+    eprintln!("held-out accuracy by validation: {acc:?}");
+    assert!(
+        acc[3] > acc[0],
+        "the bigram learnt the answer on held-out questions too: {acc:?}"
+    );
+
+    // The policy was only read: the run learns step for step what it
+    // learns without validation.
+    let cfg = config(&without, &steps);
+    validated(cfg, tools(0), &rt, false).unwrap().run().unwrap();
+    assert!(!without.join(VAL_METRICS_FILE).exists());
+    let a: Vec<_> = read_metrics(&with).into_iter().map(without_times).collect();
+    let b: Vec<_> = read_metrics(&without)
+        .into_iter()
+        .map(without_times)
+        .collect();
+    assert_eq!(a, b);
+
+    // TensorBoard has the validations under val/.
+    let tb_dir = with.join(train::TENSORBOARD_DIR);
+    let file = std::fs::read_dir(&tb_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events = train::tensorboard::read_events(&file).unwrap();
+    let val_acc: Vec<(i64, f32)> = events
+        .iter()
+        .filter_map(|e| {
+            let (_, v) = e.scalars.iter().find(|(k, _)| k == "val/accuracy")?;
+            Some((e.step, *v))
+        })
+        .collect();
+    let want: Vec<(i64, f32)> = vals
+        .iter()
+        .map(|v| (v.step as i64, v.accuracy as f32))
+        .collect();
+    assert_eq!(val_acc, want);
+
+    // A split that is not there is named before any work.
+    let bad = config(
+        &tmp.path().join("bad"),
+        &["val.every=2", "data.val=\"/nonexistent/val.jsonl\""],
+    );
+    let err = format!(
+        "{:#}",
+        HeldOut::from_config(&bad, tools(0), rt.handle().clone())
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("data.val = \"/nonexistent/val.jsonl\""),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Kill and resume, across real processes: this test binary re-runs itself as
 // the training child.
@@ -278,13 +422,18 @@ const CHILD_DIR: &str = "MMSR_TRAIN_TEST_CHILD_DIR";
 const CHILD_RESUME: &str = "MMSR_TRAIN_TEST_CHILD_RESUME";
 const STEPS: usize = 8;
 
+/// Validation after every step: the resumed log must keep those up to the
+/// checkpoint and redo those after it. The split sits beside the run dir.
 fn resume_config(dir: &Path) -> TrainConfig {
+    let val = dir.with_file_name("split").join("val.jsonl");
     config(
         dir,
         &[
             &format!("run.total_steps={STEPS}"),
             "run.save_every=2",
             "run.keep_checkpoints=0",
+            "val.every=1",
+            &format!("data.val={:?}", val.display().to_string()),
         ],
     )
 }
@@ -298,7 +447,7 @@ fn child_training_run() {
     let rt = runtime();
     let resume = std::env::var(CHILD_RESUME).is_ok();
     // Tool latency keeps each step long enough for the parent to kill it mid-run.
-    let mut t = trainer(resume_config(Path::new(&dir)), tools(60), &rt, resume).unwrap();
+    let mut t = validated(resume_config(Path::new(&dir)), tools(60), &rt, resume).unwrap();
     t.run().unwrap();
 }
 
@@ -322,6 +471,7 @@ fn child(dir: &Path, resume: bool) -> std::process::Command {
 fn a_killed_run_resumes_exactly() {
     let base = tempfile::tempdir().unwrap();
     let (whole, killed) = (base.path().join("whole"), base.path().join("killed"));
+    write_split(&base.path().join("split"), 4);
 
     let status = child(&whole, false).status().unwrap();
     assert!(status.success());
@@ -372,4 +522,18 @@ fn a_killed_run_resumes_exactly() {
         ck.weights[0].1.shallow_clone()
     };
     assert!(w(&whole).equal(&w(&killed)));
+    // So do the validations: those up to the checkpoint resumed from are
+    // kept, and one after it is dropped and validated again.
+    let vals = |d: &Path| -> Vec<ValMetrics> {
+        read_vals(d)
+            .into_iter()
+            .map(|v| ValMetrics { secs: 0.0, ..v })
+            .collect()
+    };
+    let (a, b) = (vals(&whole), vals(&killed));
+    assert_eq!(
+        a.iter().map(|v| v.step).collect::<Vec<_>>(),
+        (1..=STEPS).collect::<Vec<_>>()
+    );
+    assert_eq!(a, b);
 }

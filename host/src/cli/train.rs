@@ -2,6 +2,7 @@
 //! with the wasm search tools of the config's `[search]` section in the loop.
 use anyhow::{Context, bail};
 use clap::Args;
+use mmsr_trainer::eval::HeldOut;
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::train::{
     PolicyInit, PolicyVisitor, RunSummary, TrainConfig, Trainer, load_samples, with_policy,
@@ -44,6 +45,7 @@ struct Train {
     tools: Arc<SearchPipeline>,
     handle: tokio::runtime::Handle,
     samples: Vec<mmsr_trainer::data::Sample>,
+    held_out: Option<HeldOut<SearchPipeline>>,
     resume: bool,
 }
 
@@ -58,6 +60,9 @@ impl PolicyVisitor for Train {
             self.samples,
             self.resume,
         )?;
+        if let Some(v) = self.held_out {
+            trainer = trainer.with_validator(Box::new(v));
+        }
         trainer.run()
     }
 }
@@ -73,11 +78,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let tools = rt
         .block_on(SearchPipeline::from_config(&search, HostOptions::default()))
         .context("building the search tools of [search]")?;
+    let tools = Arc::new(tools);
+    let held_out = HeldOut::from_config(&cfg, tools.clone(), rt.handle().clone())?;
     let train = Train {
         cfg: cfg.clone(),
-        tools: Arc::new(tools),
+        tools,
         handle: rt.handle().clone(),
         samples,
+        held_out,
         resume: args.resume,
     };
     let summary = with_policy(&cfg.model, PolicyInit::Load, cfg.run.seed, train)?;

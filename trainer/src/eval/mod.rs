@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod config;
+pub mod held_out;
 pub mod judge;
 pub mod metrics;
 pub mod table;
@@ -12,6 +13,7 @@ pub mod workflow;
 
 pub use command::{EvalOutput, label_for, run_eval};
 pub use config::EvalSection;
+pub use held_out::HeldOut;
 pub use metrics::{Category, EvalSummary, Metrics, QuestionResult, metrics, summarize};
 pub use workflow::{Outcome, Workflow, WorkflowRunner, question_result};
 

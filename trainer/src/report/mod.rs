@@ -12,6 +12,9 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Beside a run's metrics: its held-out validations (`[val]`), under the
+/// same names.
+pub const VAL_METRICS_FILE: &str = "val_metrics.jsonl";
 pub const EVAL_DIR: &str = "eval";
 pub const REPORT_DIR: &str = "report";
 /// Optional free text shown at the top of the page (the demo's evidence).
@@ -91,6 +94,14 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
         .iter()
         .map(|(name, path)| Ok((name, path, metrics_log::read(path)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let val_logs = runs
+        .iter()
+        .filter_map(|(name, path)| {
+            let val = path.with_file_name(VAL_METRICS_FILE);
+            val.is_file()
+                .then(|| Ok((name, val.clone(), metrics_log::read(&val)?)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let out = run_dir.join(REPORT_DIR);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
@@ -114,6 +125,31 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
         ]);
         training.push(html::Figure {
             caption: format!("{name}: {} steps from {}", records.len(), path.display()),
+            svg: read_svg(&out.join(format!("{stem}.svg")))?,
+            png_name: format!("{stem}.png"),
+        });
+    }
+    for (name, path, records) in val_logs {
+        let panels = plots::training_panels(&records);
+        let stem = format!("validation-{name}");
+        plots::write_training(
+            &out,
+            &stem,
+            &format!("{name}: held-out validation (greedy, on-demand)"),
+            &panels,
+        )?;
+        files.extend([
+            out.join(format!("{stem}.png")),
+            out.join(format!("{stem}.svg")),
+        ]);
+        training.push(html::Figure {
+            caption: format!(
+                "{name}: {} validations (step {}–{}) from {}",
+                records.len(),
+                records.first().map_or(0.0, |r| r.step),
+                records.last().map_or(0.0, |r| r.step),
+                path.display()
+            ),
             svg: read_svg(&out.join(format!("{stem}.svg")))?,
             png_name: format!("{stem}.png"),
         });

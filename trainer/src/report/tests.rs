@@ -114,3 +114,34 @@ fn a_broken_metrics_log_is_named_and_leaves_no_report_dir() {
     );
     assert!(!tmp.path().join(REPORT_DIR).exists());
 }
+
+#[test]
+fn a_runs_validations_get_their_own_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_run(tmp.path());
+    let rl = tmp.path().join("rl");
+    let lines: String = (0..4)
+        .map(|k| {
+            format!(
+                "{{\"step\": {}, \"reward\": {}, \"accuracy\": 0.5, \"search\": {{\"ratio\": 0.5}}, \"by_source\": {{\"free\": {{\"search_ratio\": 0.1}}, \"req\": {{\"search_ratio\": 0.9}}}}}}\n",
+                10 * k,
+                0.2 * k as f64
+            )
+        })
+        .collect();
+    std::fs::write(rl.join(VAL_METRICS_FILE), lines).unwrap();
+    let out = write_report(tmp.path()).unwrap();
+    let svg = std::fs::read_to_string(out.dir.join("validation-rl.svg")).unwrap();
+    assert!(svg.contains("held-out validation") && svg.contains("search ratio by data source"));
+    assert!(has_text_in_title_band(&out.dir.join("validation-rl.png")));
+    let html = std::fs::read_to_string(&out.html).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4, "the validation figure too");
+    assert!(html.contains("4 validations (step 0–30)"), "{html}");
+
+    // A broken validation log is named, and no report is left half-written.
+    std::fs::remove_dir_all(&out.dir).unwrap();
+    std::fs::write(rl.join(VAL_METRICS_FILE), "{\"step\": 0, \"rew").unwrap();
+    let err = format!("{:#}", write_report(tmp.path()).unwrap_err());
+    assert!(err.contains("val_metrics.jsonl line 1"), "{err}");
+    assert!(!out.dir.exists());
+}

@@ -249,7 +249,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
 
 /// Keys that may change between a run and its resume: where and how often
 /// it writes, not what it computes.
-const OPERATIONAL_KEYS: [&str; 7] = [
+const OPERATIONAL_KEYS: [&str; 8] = [
     "run.dir",
     "run.save_every",
     "run.keep_checkpoints",
@@ -257,6 +257,8 @@ const OPERATIONAL_KEYS: [&str; 7] = [
     "run.progress",
     "model.device",
     "search.cache",
+    // Validation reads the policy and changes nothing it learns.
+    "val",
 ];
 
 fn flatten(prefix: &str, v: &toml::Value, free: &[&str], out: &mut BTreeMap<String, String>) {

@@ -20,6 +20,8 @@ pub struct TrainConfig {
     pub reward: RewardConfig,
     pub algo: AlgoConfig,
     pub actor: ActorConfig,
+    /// Held-out validation between steps.
+    pub val: ValConfig,
     /// The search tools' own section, read by the host that builds them.
     pub search: toml::Table,
 }
@@ -157,6 +159,46 @@ impl DataConfig {
             image_dir: (!self.image_dir.is_empty()).then(|| PathBuf::from(&self.image_dir)),
             on_bad_row: self.on_bad_row,
         }
+    }
+}
+
+/// Held-out validation during GRPO: the policy answers `data.val` (greedily
+/// by default) under the on-demand workflow, as `mmsr-host eval` does, and one line per
+/// validation goes to `RUN_DIR/val_metrics.jsonl`. It only reads the policy,
+/// so a run learns the same with it on or off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValConfig {
+    /// Validate after every N steps and after the last (0: never).
+    pub every: usize,
+    /// Validate the starting policy too (step 0).
+    pub before_train: bool,
+    /// Only the first N questions of `data.val` (0: all).
+    pub max_samples: usize,
+    /// Sampling of every model turn; 0 is greedy.
+    pub temperature: f64,
+    /// Questions rolled out together.
+    pub chunk: usize,
+    /// A search that has not answered by then is an error observation.
+    pub tool_timeout_s: u64,
+}
+
+impl Default for ValConfig {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            before_train: false,
+            max_samples: 0,
+            temperature: 0.0,
+            chunk: 64,
+            tool_timeout_s: 300,
+        }
+    }
+}
+
+impl ValConfig {
+    pub fn enabled(&self) -> bool {
+        self.every > 0 || self.before_train
     }
 }
 
@@ -309,6 +351,25 @@ impl TrainConfig {
              and a group of one has advantage 0, so nothing would be learnt (set rollout.n ≥ 2)",
             self.rollout.n
         );
+        let v = &self.val;
+        if v.enabled() {
+            ensure!(
+                !self.data.val.is_empty(),
+                "val.every = {} / val.before_train = {}: set data.val, the held-out split to validate on",
+                v.every,
+                v.before_train
+            );
+            ensure!(
+                v.temperature >= 0.0 && v.temperature.is_finite(),
+                "val.temperature must be ≥ 0 (0: greedy), got {}",
+                v.temperature
+            );
+            ensure!(v.chunk >= 1, "val.chunk must be at least 1");
+            ensure!(
+                v.tool_timeout_s >= 1,
+                "val.tool_timeout_s must be at least 1"
+            );
+        }
         Ok(())
     }
 

@@ -12,10 +12,11 @@ mod policy_factory;
 pub mod tensorboard;
 mod trainer;
 mod update;
+pub mod validation;
 
 pub use config::{
     ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
-    TrainConfig, apply_override, from_value,
+    TrainConfig, ValConfig, apply_override, from_value,
 };
 pub use export::{ensure_empty_out, export_checkpoint, resolve_checkpoint};
 pub use metrics::{MetricsLog, StepMetrics};
@@ -27,3 +28,4 @@ pub use trainer::{
     CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
 };
 pub use update::{UpdateSettings, UpdateStats, grpo_update};
+pub use validation::{VAL_METRICS_FILE, ValMetrics, Validator};

@@ -6,6 +6,7 @@
 //! ```text
 //! RUN_DIR/config.toml        the resolved config
 //! RUN_DIR/metrics.jsonl      one line per step
+//! RUN_DIR/val_metrics.jsonl  one line per validation ([val])
 //! RUN_DIR/checkpoints/step-NNNNNNNN/
 //! RUN_DIR/tensorboard/events.out.tfevents.*   (run.tensorboard)
 //! ```
@@ -17,6 +18,7 @@ use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
+use super::validation::{VAL_METRICS_FILE, ValMetrics, Validator};
 use crate::algo::{AdamW, LrSchedule};
 use crate::data::{DataCursor, Sample};
 use crate::policy::{TrainablePolicy, Transcript};
@@ -115,6 +117,8 @@ pub struct Trainer<P: TrainablePolicy, T: SearchTools + 'static> {
     tensorboard: Option<EventWriter>,
     progress: ProgressBar,
     saved_step: Option<usize>,
+    validator: Option<Box<dyn Validator<P>>>,
+    val_log: Option<MetricsLog>,
 }
 
 impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
@@ -164,6 +168,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         let mut cursor = DataCursor::new(cfg.run.seed, cfg.data.shuffle);
         let mut step = 0;
         let metrics_path = dir.join(METRICS_FILE);
+        let val_path = dir.join(VAL_METRICS_FILE);
+        let mut resumed = false;
         let metrics = match (resume, checkpoint::latest(&ck_root)?) {
             (true, Some(ck_dir)) => {
                 let ck = checkpoint::load(&ck_dir)?;
@@ -182,6 +188,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 cursor = ck.state.cursor;
                 step = ck.state.step;
                 tracing::info!(checkpoint = %ck_dir.display(), step, "resuming");
+                resumed = true;
                 MetricsLog::resume(&metrics_path, step)?
             }
             (true, None) => {
@@ -194,6 +201,11 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 ck_dir.display()
             ),
             (false, None) => MetricsLog::create(&metrics_path)?,
+        };
+        let val_log = match (cfg.val.enabled(), resumed) {
+            (false, _) => None,
+            (true, true) => Some(MetricsLog::resume(&val_path, step)?),
+            (true, false) => Some(MetricsLog::create(&val_path)?),
         };
         std::fs::write(dir.join(CONFIG_FILE), cfg.to_toml()?)
             .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
@@ -220,7 +232,15 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             tensorboard,
             progress,
             saved_step: resume.then_some(step),
+            validator: None,
+            val_log,
         })
+    }
+
+    /// What runs the validations `[val]` asks for (`eval::HeldOut`).
+    pub fn with_validator(mut self, validator: Box<dyn Validator<P>>) -> Self {
+        self.validator = Some(validator);
+        self
     }
 
     pub fn step(&self) -> usize {
@@ -245,8 +265,23 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         let first_step = self.step;
         let mut last = None;
         let mut checkpoint = None;
+        let val = self.cfg.val.clone();
+        ensure!(
+            !val.enabled() || self.validator.is_some(),
+            "[val] asks for validation, but this trainer was given no validator"
+        );
+        if val.before_train && self.step == 0 {
+            self.validate()?;
+        }
         while self.step < self.total_steps {
             let m = self.train_step()?;
+            // Before the checkpoint: a run killed in between validates
+            // this step again after its resume.
+            if val.every > 0
+                && (self.step.is_multiple_of(val.every) || self.step == self.total_steps)
+            {
+                self.validate()?;
+            }
             let every = self.cfg.run.save_every;
             if every > 0 && self.step.is_multiple_of(every) {
                 checkpoint = Some(self.save()?);
@@ -366,19 +401,61 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         Ok(m)
     }
 
+    /// Runs the validator on the current policy and logs its line.
+    fn validate(&mut self) -> Result<ValMetrics> {
+        let started = Instant::now();
+        let step = self.step;
+        let validator = self
+            .validator
+            .as_mut()
+            .context("validation without a validator")?;
+        let mut m = validator
+            .validate(&mut self.policy)
+            .with_context(|| format!("validation after step {step}"))?;
+        m.step = step;
+        m.secs = started.elapsed().as_secs_f64();
+        if let Some(log) = &mut self.val_log {
+            log.append(&m)?;
+        }
+        self.tensorboard_scalars(step, &m, "val/")?;
+        self.progress.suspend(|| {
+            tracing::info!(
+                step,
+                reward = m.reward,
+                accuracy = m.accuracy,
+                search = m.search.ratio,
+                questions = m.questions,
+                secs = m.secs,
+                "validation"
+            )
+        });
+        Ok(m)
+    }
+
+    /// Every number in `m` but its step, as TensorBoard scalars.
+    fn tensorboard_scalars<M: serde::Serialize>(
+        &mut self,
+        step: usize,
+        m: &M,
+        prefix: &str,
+    ) -> Result<()> {
+        let Some(tb) = &mut self.tensorboard else {
+            return Ok(());
+        };
+        let line = serde_json::to_string(m)?;
+        let rec = crate::report::metrics_log::parse(&line, "metrics")?;
+        let scalars = rec[0]
+            .values
+            .iter()
+            .filter(|(k, _)| k.as_str() != "step")
+            .map(|(k, v)| (format!("{prefix}{k}"), *v as f32))
+            .collect();
+        tb.scalars(step as i64, scalars)
+    }
+
     fn log(&mut self, m: &StepMetrics) -> Result<()> {
         self.metrics.append(m)?;
-        if let Some(tb) = &mut self.tensorboard {
-            let line = serde_json::to_string(m)?;
-            let rec = crate::report::metrics_log::parse(&line, "metrics")?;
-            let scalars = rec[0]
-                .values
-                .iter()
-                .filter(|(k, _)| k.as_str() != "step")
-                .map(|(k, v)| (k.clone(), *v as f32))
-                .collect();
-            tb.scalars(m.step as i64, scalars)?;
-        }
+        self.tensorboard_scalars(m.step, m, "")?;
         self.progress.set_position(m.step as u64);
         self.progress.set_message(format!(
             "reward {:.3} acc {:.3} search {:.2}",
