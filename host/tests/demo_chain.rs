@@ -60,6 +60,18 @@ fn quick_chain_runs_every_stage_and_writes_the_evidence() {
     }
     assert!(runs.join("report/index.html").is_file());
     assert!(runs.join("rl/model/config.json").is_file());
+    // train.toml's [val] on the test split: before the first step and after the last.
+    let vals = std::fs::read_to_string(runs.join("rl/val_metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = vals
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [0, 2]);
+    assert!(runs.join("report/validation-rl.svg").is_file());
     // The chain replaces its own runs dir, and refuses one it did not make.
     demo(tmp.path(), 3, &["--quick"]);
     let other = tmp.path().join("other");

@@ -190,6 +190,8 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     format!("run.dir={:?}", s(&rl)),
                     format!("model.path={:?}", s(&sft_model)),
                     format!("data.train={:?}", s(&world.join("data/train.parquet"))),
+                    // For train.toml's [val], if it asks for validation.
+                    format!("data.val={:?}", s(&world.join("data/test.parquet"))),
                 ]),
                 &[
                     "run.total_steps=2",
