@@ -397,6 +397,27 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
         .collect();
     assert_eq!(val_acc, want);
 
+    // A validation that fails is logged and skipped; the run goes on.
+    struct Broken;
+    impl train::Validator<BigramPolicy> for Broken {
+        fn validate(&mut self, _: &mut BigramPolicy) -> anyhow::Result<ValMetrics> {
+            anyhow::bail!("the model ran out of memory")
+        }
+    }
+    let broken = tmp.path().join("broken");
+    let cfg = config(&broken, &[&steps[..], &val_keys[..]].concat());
+    let summary = trainer(cfg, tools(0), &rt, false)
+        .unwrap()
+        .with_validator(Box::new(Broken))
+        .run()
+        .unwrap();
+    assert_eq!((summary.last_step, summary.failed_validations), (7, 4));
+    assert_eq!(read_metrics(&broken).len(), 7);
+    assert_eq!(
+        std::fs::read_to_string(broken.join(VAL_METRICS_FILE)).unwrap(),
+        ""
+    );
+
     // A split that is not there is named before any work.
     let bad = config(
         &tmp.path().join("bad"),

@@ -104,5 +104,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(ck) = &summary.checkpoint {
         println!("checkpoint: {}", ck.display());
     }
+    if summary.failed_validations > 0 {
+        eprintln!(
+            "warning: {} validation(s) failed (errors in the log above); {} holds the others",
+            summary.failed_validations,
+            std::path::Path::new(&cfg.run.dir)
+                .join(mmsr_trainer::train::VAL_METRICS_FILE)
+                .display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

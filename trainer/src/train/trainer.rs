@@ -98,6 +98,8 @@ pub struct RunSummary {
     pub last_step: usize,
     pub last: Option<StepMetrics>,
     pub checkpoint: Option<PathBuf>,
+    /// Validations that failed (logged as errors; training went on).
+    pub failed_validations: usize,
 }
 
 pub struct Trainer<P: TrainablePolicy, T: SearchTools + 'static> {
@@ -270,8 +272,9 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             !val.enabled() || self.validator.is_some(),
             "[val] asks for validation, but this trainer was given no validator"
         );
+        let mut failed_validations = 0;
         if val.before_train && self.step == 0 {
-            self.validate()?;
+            failed_validations += usize::from(!self.validate_or_log());
         }
         while self.step < self.total_steps {
             let m = self.train_step()?;
@@ -280,7 +283,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             if val.every > 0
                 && (self.step.is_multiple_of(val.every) || self.step == self.total_steps)
             {
-                self.validate()?;
+                failed_validations += usize::from(!self.validate_or_log());
             }
             let every = self.cfg.run.save_every;
             if every > 0 && self.step.is_multiple_of(every) {
@@ -297,7 +300,26 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             last_step: self.step,
             last,
             checkpoint,
+            failed_validations,
         })
+    }
+
+    /// A failed validation (a model error, a tool that hangs past
+    /// `val.tool_timeout_s`) is logged and skipped: it must not cost the
+    /// steps since the last checkpoint. Returns whether it succeeded.
+    fn validate_or_log(&mut self) -> bool {
+        match self.validate() {
+            Ok(_) => true,
+            Err(e) => {
+                self.progress.suspend(|| {
+                    tracing::error!(
+                        step = self.step,
+                        "{e:#}; no validation line for this step, training goes on"
+                    )
+                });
+                false
+            }
+        }
     }
 
     /// One rollout batch and one GRPO update.
