@@ -155,6 +155,14 @@ fn read_vals(dir: &Path) -> Vec<ValMetrics> {
         .collect()
 }
 
+/// The events of the run's one TensorBoard file.
+fn tensorboard_events(run: &Path) -> Vec<train::tensorboard::Event> {
+    let mut files = std::fs::read_dir(run.join(train::TENSORBOARD_DIR)).unwrap();
+    let file = files.next().unwrap().unwrap().path();
+    assert!(files.next().is_none(), "one events file");
+    train::tensorboard::read_events(&file).unwrap()
+}
+
 fn read_metrics(dir: &Path) -> Vec<StepMetrics> {
     std::fs::read_to_string(dir.join(train::METRICS_FILE))
         .unwrap()
@@ -214,14 +222,7 @@ fn reward_rises_as_the_bigram_learns_the_answer() {
     assert!(summary.checkpoint.unwrap().ends_with("step-00000012"));
     let recs = metrics_log::read(&dir.path().join(train::METRICS_FILE)).unwrap();
     assert!(metrics_log::series(&recs, &["search/image_ratio"]).is_some());
-    let tb_dir = dir.path().join(train::TENSORBOARD_DIR);
-    let file = std::fs::read_dir(&tb_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let events = train::tensorboard::read_events(&file).unwrap();
+    let events = tensorboard_events(dir.path());
     assert_eq!(events.len(), 13, "file_version + one per step");
     let r12 = events[12]
         .scalars
@@ -376,14 +377,7 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
     assert_eq!(a, b);
 
     // TensorBoard has the validations under val/.
-    let tb_dir = with.join(train::TENSORBOARD_DIR);
-    let file = std::fs::read_dir(&tb_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let events = train::tensorboard::read_events(&file).unwrap();
+    let events = tensorboard_events(&with);
     let val_acc: Vec<(i64, f32)> = events
         .iter()
         .filter_map(|e| {

@@ -78,6 +78,26 @@ fn read_svg(path: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// Writes `stem.png` and `stem.svg` of per-step panels into `out` (adding
+/// both to `files`) and returns the page's figure.
+fn write_curves(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    panels: &[plots::Panel],
+    caption: String,
+    files: &mut Vec<PathBuf>,
+) -> anyhow::Result<html::Figure> {
+    plots::write_training(out, stem, title, panels)?;
+    let (png, svg) = (format!("{stem}.png"), format!("{stem}.svg"));
+    files.extend([out.join(&png), out.join(&svg)]);
+    Ok(html::Figure {
+        caption,
+        svg: read_svg(&out.join(&svg))?,
+        png_name: png,
+    })
+}
+
 /// Writes the report for `run_dir`; fails if it holds nothing to report.
 pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
     let runs = find_training_runs(run_dir)?;
@@ -112,47 +132,30 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
             tracing::warn!(file = %path.display(), "no known series (reward, accuracy, search ratio, loss) to plot");
             continue;
         }
-        let stem = format!("training-{name}");
-        plots::write_training(
+        training.push(write_curves(
             &out,
-            &stem,
+            &format!("training-{name}"),
             &format!("{name}: per-step training metrics"),
             &panels,
-        )?;
-        files.extend([
-            out.join(format!("{stem}.png")),
-            out.join(format!("{stem}.svg")),
-        ]);
-        training.push(html::Figure {
-            caption: format!("{name}: {} steps from {}", records.len(), path.display()),
-            svg: read_svg(&out.join(format!("{stem}.svg")))?,
-            png_name: format!("{stem}.png"),
-        });
+            format!("{name}: {} steps from {}", records.len(), path.display()),
+            &mut files,
+        )?);
     }
     for (name, path, records) in val_logs {
-        let panels = plots::training_panels(&records);
-        let stem = format!("validation-{name}");
-        plots::write_training(
+        training.push(write_curves(
             &out,
-            &stem,
+            &format!("validation-{name}"),
             &format!("{name}: held-out validation (greedy, on-demand)"),
-            &panels,
-        )?;
-        files.extend([
-            out.join(format!("{stem}.png")),
-            out.join(format!("{stem}.svg")),
-        ]);
-        training.push(html::Figure {
-            caption: format!(
+            &plots::training_panels(&records),
+            format!(
                 "{name}: {} validations (step {}–{}) from {}",
                 records.len(),
                 records.first().map_or(0.0, |r| r.step),
                 records.last().map_or(0.0, |r| r.step),
                 path.display()
             ),
-            svg: read_svg(&out.join(format!("{stem}.svg")))?,
-            png_name: format!("{stem}.png"),
-        });
+            &mut files,
+        )?);
     }
     let eval_figure = if evals.is_empty() {
         None
