@@ -1,8 +1,9 @@
 //! The trainer's validation (`[val]`) as an eval: the on-demand workflow,
-//! greedy unless `val.temperature` says otherwise, over `data.val`, scored as `mmsr-host eval` scores it.
+//! greedy unless `val.temperature` says otherwise, over `data.val`, scored
+//! as `mmsr-host eval` scores it.
 
 use super::config::RagConfig;
-use super::metrics::QuestionResult;
+use super::metrics::{QuestionResult, metrics};
 use super::workflow::{Workflow, WorkflowRunner, question_result};
 use crate::data::{self, Sample};
 use crate::policy::Policy;
@@ -86,37 +87,39 @@ impl<P: Policy, T: SearchTools + 'static> Validator<P> for HeldOut<T> {
 }
 
 /// The validation line of a set of results (step and time left to the
-/// trainer).
+/// trainer): eval's metrics, overall and per `data_source`, under the
+/// training metrics' names.
 pub fn val_metrics(results: &[QuestionResult]) -> ValMetrics {
-    let n = results.len().max(1) as f64;
-    let mean = |f: &dyn Fn(&QuestionResult) -> f64| results.iter().map(f).sum::<f64>() / n;
-    let flag = |b: bool| f64::from(u8::from(b));
-    let mut by_source: BTreeMap<String, SourceMetrics> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<&QuestionResult>> = BTreeMap::new();
     for r in results {
-        let m = by_source.entry(r.data_source.clone()).or_default();
-        m.trajectories += 1;
-        m.reward += r.reward;
-        m.accuracy += flag(r.exact_match);
-        m.search_ratio += flag(r.searched());
+        groups.entry(&r.data_source).or_default().push(r);
     }
-    for m in by_source.values_mut() {
-        let k = m.trajectories as f64;
-        m.reward /= k;
-        m.accuracy /= k;
-        m.search_ratio /= k;
-    }
+    let by_source = groups
+        .into_iter()
+        .map(|(source, rs)| {
+            let m = metrics(&rs);
+            let line = SourceMetrics {
+                trajectories: m.questions,
+                reward: m.mean_reward,
+                accuracy: m.accuracy_em,
+                search_ratio: m.search_ratio,
+            };
+            (source.to_string(), line)
+        })
+        .collect();
+    let m = metrics(&results.iter().collect::<Vec<_>>());
     ValMetrics {
         step: 0,
-        questions: results.len(),
-        reward: mean(&|r| r.reward),
-        accuracy: mean(&|r| flag(r.exact_match)),
-        accuracy_subem: mean(&|r| flag(r.sub_em)),
-        format: mean(&|r| r.format),
+        questions: m.questions,
+        reward: m.mean_reward,
+        accuracy: m.accuracy_em,
+        accuracy_subem: m.accuracy_subem,
+        format: m.mean_format,
         search: SearchMetrics {
-            ratio: mean(&|r| flag(r.searched())),
-            image_ratio: mean(&|r| flag(r.image_searches > 0)),
-            text_ratio: mean(&|r| flag(r.text_searches > 0)),
-            per_trajectory: mean(&|r| (r.image_searches + r.text_searches) as f64),
+            ratio: m.search_ratio,
+            image_ratio: m.image_search_ratio,
+            text_ratio: m.text_search_ratio,
+            per_trajectory: m.mean_tool_calls,
         },
         by_source,
         secs: 0.0,
