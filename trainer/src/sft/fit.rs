@@ -289,15 +289,14 @@ fn save<P: TrainablePolicy>(
         cursor.seed,
         c.data.clone(),
     );
-    let dir = checkpoint::save(
+    checkpoint::save_and_prune(
         &c.root,
         c.config,
         state,
         &policy.trainable_parameters(),
         &opt.state_tensors(),
+        c.keep,
     )?;
-    checkpoint::prune(&c.root, c.keep)?;
-    tracing::info!(checkpoint = %dir.display(), "saved");
     Ok(())
 }
 

@@ -181,6 +181,22 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
     Ok(list(root)?.pop().map(|(_, p)| p))
 }
 
+/// [`save`], then [`prune`] to the newest `keep`: what a run does every
+/// `run.save_every` steps.
+pub fn save_and_prune(
+    root: &Path,
+    config: &TrainConfig,
+    state: CheckpointState,
+    weights: &[(String, Tensor)],
+    optimizer: &[(String, Tensor)],
+    keep: usize,
+) -> Result<PathBuf> {
+    let dir = save(root, config, state, weights, optimizer)?;
+    prune(root, keep)?;
+    tracing::info!(checkpoint = %dir.display(), "saved");
+    Ok(dir)
+}
+
 /// Deletes all but the newest `keep` checkpoints (0 keeps all), and what
 /// a killed save left half-written.
 pub fn prune(root: &Path, keep: usize) -> Result<()> {

@@ -511,16 +511,15 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             self.cfg.run.seed,
             self.data_fingerprint.clone(),
         );
-        let dir = checkpoint::save(
+        let dir = checkpoint::save_and_prune(
             &root,
             &self.cfg,
             state,
             &self.policy.trainable_parameters(),
             &self.optim.state_tensors(),
+            self.cfg.run.keep_checkpoints,
         )?;
-        checkpoint::prune(&root, self.cfg.run.keep_checkpoints)?;
         self.saved_step = Some(self.step);
-        tracing::info!(checkpoint = %dir.display(), "saved");
         Ok(dir)
     }
 }
