@@ -33,7 +33,6 @@ impl<T: SearchTools + 'static> HeldOut<T> {
         if !v.enabled() {
             return Ok(None);
         }
-        cfg.validate_grpo()?;
         let mut samples = data::load(Path::new(&cfg.data.val), &cfg.data.load_options())
             .with_context(|| format!("data.val = {:?}", cfg.data.val))?
             .samples;
