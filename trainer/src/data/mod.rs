@@ -136,3 +136,56 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     }
     Ok(ds)
 }
+
+/// `k` of `items` spread evenly over them, in their order (all when `k` is 0
+/// or not below their count). A held-out split is often sorted by source or
+/// difficulty, so its first `k` rows would measure one corner of it.
+pub fn spread<T>(items: Vec<T>, k: usize) -> Vec<T> {
+    let n = items.len();
+    if k == 0 || k >= n {
+        return items;
+    }
+    // Rows floor(i·n/k) for i < k: row j is one when [j·k/n, (j+1)·k/n)
+    // holds an integer.
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| (j * k).div_ceil(n) != ((j + 1) * k).div_ceil(n))
+        .map(|(_, x)| x)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_keeps_k_rows_across_the_whole_split_in_order() {
+        let rows: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(rows.clone(), 0), rows);
+        assert_eq!(spread(rows.clone(), 10), rows);
+        assert_eq!(spread(rows.clone(), 99), rows);
+        assert_eq!(spread(rows.clone(), 1), vec![0]);
+        assert_eq!(spread(rows.clone(), 2), vec![0, 5]);
+        assert_eq!(spread(rows.clone(), 3), vec![0, 3, 6]);
+        assert_eq!(spread(rows.clone(), 5), vec![0, 2, 4, 6, 8]);
+        // A split sorted by source: each source keeps its share.
+        let sorted: Vec<&str> = std::iter::repeat_n("a", 60)
+            .chain(std::iter::repeat_n("b", 30))
+            .chain(std::iter::repeat_n("c", 10))
+            .collect();
+        for k in [1usize, 7, 10, 33, 50, 99] {
+            let kept = spread(sorted.clone(), k);
+            assert_eq!(kept.len(), k, "k = {k}");
+            let count = |s| kept.iter().filter(|x| **x == s).count() as f64;
+            let share = k as f64 / 100.0;
+            for (s, n) in [("a", 60.0), ("b", 30.0), ("c", 10.0)] {
+                assert!(
+                    (count(s) - n * share).abs() <= 1.0,
+                    "k = {k}, {s}: {}",
+                    count(s)
+                );
+            }
+        }
+    }
+}

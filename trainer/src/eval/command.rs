@@ -55,10 +55,10 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         "eval label {label:?} must be a file name: letters, digits, '-', '_' or '.'"
     );
     let dataset_path = eval.dataset(base);
-    let mut samples = data::load(Path::new(dataset_path), &base.data.load_options())?.samples;
-    if eval.max_samples > 0 {
-        samples.truncate(eval.max_samples);
-    }
+    let samples = data::spread(
+        data::load(Path::new(dataset_path), &base.data.load_options())?.samples,
+        eval.max_samples,
+    );
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
     let progress = progress_bar(

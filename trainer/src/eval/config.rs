@@ -77,7 +77,7 @@ pub fn report_path(run_dir: &Path, label: &str) -> PathBuf {
 pub struct EvalSection {
     /// The dataset split to evaluate (empty: `data.val`).
     pub data: String,
-    /// Evaluate only the first N questions (0: all).
+    /// Evaluate only N questions, spread evenly over the split (0: all).
     pub max_samples: usize,
     /// The report's name (empty: the workflow's name); `--label` wins.
     pub label: String,

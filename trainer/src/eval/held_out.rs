@@ -33,12 +33,12 @@ impl<T: SearchTools + 'static> HeldOut<T> {
         if !v.enabled() {
             return Ok(None);
         }
-        let mut samples = data::load(Path::new(&cfg.data.val), &cfg.data.load_options())
-            .with_context(|| format!("data.val = {:?}", cfg.data.val))?
-            .samples;
-        if v.max_samples > 0 {
-            samples.truncate(v.max_samples);
-        }
+        let samples = data::spread(
+            data::load(Path::new(&cfg.data.val), &cfg.data.load_options())
+                .with_context(|| format!("data.val = {:?}", cfg.data.val))?
+                .samples,
+            v.max_samples,
+        );
         anyhow::ensure!(
             !samples.is_empty(),
             "data.val = {:?} has no valid rows",

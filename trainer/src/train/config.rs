@@ -173,7 +173,7 @@ pub struct ValConfig {
     pub every: usize,
     /// Validate the starting policy too (step 0).
     pub before_train: bool,
-    /// Only the first N questions of `data.val` (0: all).
+    /// Only N questions of `data.val`, spread evenly over it (0: all).
     pub max_samples: usize,
     /// Sampling of every model turn; 0 is greedy.
     pub temperature: f64,
