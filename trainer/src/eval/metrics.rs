@@ -54,6 +54,9 @@ pub struct QuestionResult {
     /// The assistant turns, for reading what the model did.
     #[serde(default)]
     pub turns: Vec<String>,
+    /// What each search showed it, images as `<image>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<String>,
 }
 
 impl QuestionResult {

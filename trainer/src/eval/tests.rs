@@ -253,6 +253,19 @@ fn rag_runs_image_then_text_search_even_when_the_policy_would_answer() {
             "input image and the thumbnail"
         );
     }
+    // What each search showed, for the report: the image results with their
+    // thumbnail, then the text results of the query that ran.
+    assert_eq!(
+        out[1].trajectory.observations,
+        [
+            "1. Vorlak - Atlas <image>",
+            "Results for who founded Vorlak: founded by Ada Brun."
+        ]
+    );
+    assert_eq!(
+        out[0].trajectory.observations[1],
+        format!("Results for {}: founded by Ada Brun.", question(0))
+    );
     assert!(masked_runs(&out[0].trajectory.transcript)[1].starts_with(&forced_text));
 }
 
@@ -267,6 +280,15 @@ fn on_demand_follows_the_policy() {
     assert_eq!(counts, vec![(0, 0), (1, 1), (0, 1)]);
     assert_eq!(out[1].trajectory.turn_texts(), vec![IMG, TXT, ANS]);
     assert!(out.iter().all(|o| o.trajectory.end == EndReason::Answered));
+    let shown: Vec<usize> = out
+        .iter()
+        .map(|o| o.trajectory.observations.len())
+        .collect();
+    assert_eq!(shown, [0, 2, 1], "one observation a search");
+    assert_eq!(
+        out[1].trajectory.observations[0],
+        "1. Vorlak - Atlas <image>"
+    );
 }
 
 #[test]
@@ -306,6 +328,8 @@ fn results_score_the_final_answer() {
             "<reason>Guess.</reason><answer>Brun Ada Carl</answer>".into()
         ]
     );
+    assert_eq!(r[1].observations, ["1. Vorlak - Atlas <image>"]);
+    assert!(r[0].observations.is_empty());
 }
 
 /// Says CORRECT when the answer is exactly the ground truth.

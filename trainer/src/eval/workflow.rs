@@ -109,6 +109,7 @@ struct Live<S> {
     response_tokens: usize,
     end: Option<EndReason>,
     discarded: Vec<String>,
+    observations: Vec<String>,
 }
 
 impl<S> Live<S> {
@@ -122,6 +123,7 @@ impl<S> Live<S> {
             response_tokens: 0,
             end: None,
             discarded: Vec::new(),
+            observations: Vec::new(),
         }
     }
 
@@ -304,6 +306,7 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
                 &requests[*i].question,
             )
             .with_context(|| format!("question {i}: image results"))?;
+            l.observations.push(obs.display_text());
         }
         let image_obs: BTreeMap<usize, ToolObservation> = image_obs.into_iter().collect();
 
@@ -362,6 +365,7 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
                 &requests[i].question,
             )
             .with_context(|| format!("question {i}: text results"))?;
+            l.observations.push(obs.display_text());
         }
 
         // The answer.
@@ -491,6 +495,7 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
                     text_searches: l.text_searches,
                     tool_errors: l.tool_errors,
                     end: l.end.unwrap_or(EndReason::RoundLimit),
+                    observations: l.observations,
                 },
                 discarded: l.discarded,
             })
@@ -532,5 +537,6 @@ pub fn question_result(
         reward: scored.reward,
         format: scored.format,
         turns: turns.iter().map(|s| s.to_string()).collect(),
+        observations: t.observations.clone(),
     }
 }

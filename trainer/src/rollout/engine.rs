@@ -45,6 +45,7 @@ struct Slot<S> {
     text_searches: usize,
     tool_errors: usize,
     response_tokens: usize,
+    observations: Vec<String>,
 }
 
 struct ToolDone {
@@ -103,6 +104,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 text_searches: 0,
                 tool_errors: 0,
                 response_tokens: 0,
+                observations: Vec::new(),
             });
         }
         let (tx, rx) = mpsc::channel::<ToolDone>();
@@ -221,6 +223,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 image_searches: s.image_searches,
                 text_searches: s.text_searches,
                 tool_errors: s.tool_errors,
+                observations: s.observations,
             })
             .collect();
         Ok((trajectories, stats))
@@ -435,6 +438,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
             question,
         )
         .with_context(|| format!("rollout {}: cannot append the search result", done.slot))?;
+        slot.observations.push(done.obs.display_text());
         slot.state = State::Ready;
         Ok(())
     }

@@ -52,6 +52,8 @@ pub struct Trajectory {
     pub text_searches: usize,
     pub tool_errors: usize,
     pub end: EndReason,
+    /// What each search showed the model, in order, images as `<image>`.
+    pub observations: Vec<String>,
 }
 
 impl Trajectory {

@@ -55,6 +55,18 @@ impl ToolObservation {
             .join("")
     }
 
+    /// What the model was shown, as text: each image as `<image>`. For the
+    /// run's logs of rollouts and eval reports.
+    pub fn display_text(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                ObservationPart::Text(t) => t.as_str(),
+                ObservationPart::Image(_) => "<image>",
+            })
+            .collect()
+    }
+
     pub fn image_count(&self) -> usize {
         self.parts
             .iter()

@@ -132,6 +132,7 @@ mod tests {
             text_searches: txt,
             tool_errors: 0,
             end: EndReason::Answered,
+            observations: Vec::new(),
         }
     }
 
