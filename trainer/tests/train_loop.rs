@@ -1,17 +1,19 @@
 //! The GRPO loop end to end on the tiny bigram policy with in-process fake
 //! tools: reward rises on a task the bigram can learn, checkpoints resume
 //! exactly after a real process is killed, export round-trips, TensorBoard
-//! files read back, and bad checkpoints are refused.
+//! files and rollout logs read back, and bad checkpoints are refused.
 
 use mmsr_trainer::data::Sample;
-use mmsr_trainer::eval::HeldOut;
+use mmsr_trainer::eval::{EvalReport, HeldOut};
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::report::metrics_log;
 use mmsr_trainer::reward::GoldAnswers;
 use mmsr_trainer::testkit::BigramPolicy;
 use mmsr_trainer::tools::{FakeSearchTools, SearchTools};
+use mmsr_trainer::train::rollout_log::{ROLLOUTS_DIR, step_file};
 use mmsr_trainer::train::{
-    self, StepMetrics, TrainConfig, Trainer, VAL_METRICS_FILE, ValMetrics, apply_override,
+    self, StepMetrics, TrainConfig, Trainer, VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics,
+    apply_override, val_results_file,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -171,6 +173,25 @@ fn read_metrics(dir: &Path) -> Vec<StepMetrics> {
         .collect()
 }
 
+/// A step's rollout log, one JSON value a trajectory.
+fn read_rollouts(run: &Path, step: usize) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(step_file(run, step))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The names in a run's subdir, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Everything but wall times.
 fn without_times(mut m: StepMetrics) -> StepMetrics {
     m.time = Default::default();
@@ -187,6 +208,7 @@ fn reward_rises_as_the_bigram_learns_the_answer() {
             "run.total_steps=12",
             "run.save_every=0",
             "run.tensorboard=true",
+            "run.rollouts_every=4",
         ],
     );
     let mut t = trainer(cfg, tools(0), &rt, false).unwrap();
@@ -231,6 +253,56 @@ fn reward_rises_as_the_bigram_learns_the_answer() {
         .unwrap()
         .1;
     assert_eq!((events[12].step, r12), (12, rewards[11] as f32));
+
+    // Every 4th step's trajectories, scored as the step's metrics were.
+    assert_eq!(
+        listing(&dir.path().join(ROLLOUTS_DIR)),
+        [
+            "step-00000004.jsonl",
+            "step-00000008.jsonl",
+            "step-00000012.jsonl"
+        ]
+    );
+    for step in [4, 8, 12] {
+        let rows = read_rollouts(dir.path(), step);
+        let m = &ms[step - 1];
+        assert_eq!(rows.len(), 32, "step {step}");
+        let mean = |key: &str| rows.iter().map(|r| r[key].as_f64().unwrap()).sum::<f64>() / 32.0;
+        assert!((mean("reward") - m.reward).abs() < 1e-12, "step {step}");
+        assert!((mean("accuracy") - m.accuracy).abs() < 1e-12, "step {step}");
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(
+                (
+                    r["step"].as_u64(),
+                    r["group"].as_u64(),
+                    r["rollout"].as_u64()
+                ),
+                (Some(step as u64), Some(i as u64 / 8), Some(i as u64 % 8))
+            );
+            assert_eq!(r["golds"], serde_json::json!(["7"]));
+            assert!(r["sample"].as_str().unwrap().starts_with("t#"));
+            assert_eq!(r["trained"], true);
+            let turns = r["turns"].as_array().unwrap();
+            assert!(!turns.is_empty());
+            // The answer is the last turn's, and is right exactly when scored so.
+            let right = r["answer"].as_str() == Some("7");
+            assert_eq!(right, r["accuracy"] == 1.0, "{r}");
+        }
+        // Group-normalised advantages: each group's sum is 0, and a better
+        // reward in a group has the larger advantage.
+        for g in rows.chunks(8) {
+            let sum: f64 = g.iter().map(|r| r["advantage"].as_f64().unwrap()).sum();
+            assert!(sum.abs() < 1e-9, "step {step}: {sum}");
+            for (a, b) in g.iter().zip(g.iter().skip(1)) {
+                let (ra, rb) = (a["reward"].as_f64().unwrap(), b["reward"].as_f64().unwrap());
+                let (aa, ab) = (
+                    a["advantage"].as_f64().unwrap(),
+                    b["advantage"].as_f64().unwrap(),
+                );
+                assert_eq!(ra.partial_cmp(&rb), aa.partial_cmp(&ab), "step {step}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -357,6 +429,20 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
         assert_eq!(v.by_source["even"].trajectories, 16);
         assert!((0.0..=1.0).contains(&v.accuracy) && v.secs > 0.0);
     }
+    // Each validation's answers, as an eval report that `report` and a
+    // reader of eval JSON take as they are.
+    assert_eq!(
+        listing(&with.join(VAL_RESULTS_DIR)),
+        [0, 3, 6, 7].map(|s| format!("step-{s:08}.json"))
+    );
+    for v in &vals {
+        let r = EvalReport::load(&val_results_file(&with, v.step)).unwrap();
+        assert_eq!(r.label, format!("val-step-{}", v.step));
+        assert_eq!((r.workflow.as_str(), r.results.len()), ("on-demand", 32));
+        assert_eq!(r.summary.overall.mean_reward, v.reward);
+        assert_eq!(r.summary.overall.accuracy_em, v.accuracy);
+        assert!(r.results.iter().all(|q| !q.turns.is_empty()));
+    }
     let acc: Vec<f64> = vals.iter().map(|v| v.accuracy).collect();
     eprintln!("held-out accuracy by validation: {acc:?}");
     assert!(
@@ -369,6 +455,7 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
     let cfg = config(&without, &steps);
     validated(cfg, tools(0), &rt, false).unwrap().run().unwrap();
     assert!(!without.join(VAL_METRICS_FILE).exists());
+    assert!(!without.join(VAL_RESULTS_DIR).exists());
     let a: Vec<_> = read_metrics(&with).into_iter().map(without_times).collect();
     let b: Vec<_> = read_metrics(&without)
         .into_iter()
@@ -394,7 +481,7 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
     // A validation that fails is logged and skipped; the run goes on.
     struct Broken;
     impl train::Validator<BigramPolicy> for Broken {
-        fn validate(&mut self, _: &mut BigramPolicy) -> anyhow::Result<ValMetrics> {
+        fn validate(&mut self, _: &mut BigramPolicy, _: usize) -> anyhow::Result<ValMetrics> {
             anyhow::bail!("the model ran out of memory")
         }
     }
@@ -437,8 +524,9 @@ const CHILD_DIR: &str = "MMSR_TRAIN_TEST_CHILD_DIR";
 const CHILD_RESUME: &str = "MMSR_TRAIN_TEST_CHILD_RESUME";
 const STEPS: usize = 8;
 
-/// Validation after every step: the resumed log must keep those up to the
-/// checkpoint and redo those after it. The split sits beside the run dir.
+/// Validation and rollout logs after every step: the resumed run must keep
+/// those up to the checkpoint and redo those after it. The split sits
+/// beside the run dir.
 fn resume_config(dir: &Path) -> TrainConfig {
     let val = dir.with_file_name("split").join("val.jsonl");
     config(
@@ -449,6 +537,7 @@ fn resume_config(dir: &Path) -> TrainConfig {
             "run.keep_checkpoints=0",
             "val.every=1",
             &format!("data.val={:?}", val.display().to_string()),
+            "run.rollouts_every=1",
         ],
     )
 }
@@ -514,6 +603,13 @@ fn a_killed_run_resumes_exactly() {
         "killed mid-run: {} steps logged",
         before.len()
     );
+    // Files of steps past the checkpoint (here, from a longer run) are not
+    // the resumed run's: it drops them.
+    let stray = [step_file(&killed, 99), val_results_file(&killed, 99)];
+    for f in &stray {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, "{}\n").unwrap();
+    }
 
     let status = child(&killed, true).status().unwrap();
     assert!(status.success());
@@ -551,4 +647,14 @@ fn a_killed_run_resumes_exactly() {
         (1..=STEPS).collect::<Vec<_>>()
     );
     assert_eq!(a, b);
+    // And the per-step files, byte for byte.
+    for sub in [ROLLOUTS_DIR, VAL_RESULTS_DIR] {
+        let names = listing(&whole.join(sub));
+        assert_eq!(names.len(), STEPS, "{sub}");
+        assert_eq!(names, listing(&killed.join(sub)), "{sub}");
+        for n in &names {
+            let read = |d: &Path| std::fs::read(d.join(sub).join(n)).unwrap();
+            assert!(read(&whole) == read(&killed), "{sub}/{n}");
+        }
+    }
 }

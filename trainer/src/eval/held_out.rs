@@ -2,6 +2,7 @@
 //! greedy unless `val.temperature` says otherwise, over `data.val`, scored
 //! as `mmsr-host eval` scores it.
 
+use super::EvalReport;
 use super::config::RagConfig;
 use super::metrics::{QuestionResult, metrics};
 use super::workflow::{Workflow, WorkflowRunner, question_result};
@@ -11,10 +12,10 @@ use crate::reward::RewardConfig;
 use crate::rollout::{Prompts, RolloutConfig};
 use crate::tools::SearchTools;
 use crate::train::metrics::{SearchMetrics, SourceMetrics};
-use crate::train::{TrainConfig, ValMetrics, Validator};
+use crate::train::{TrainConfig, ValMetrics, Validator, val_results_file};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -23,6 +24,10 @@ pub struct HeldOut<T: SearchTools + 'static> {
     samples: Vec<Sample>,
     runner: WorkflowRunner<T>,
     reward: RewardConfig,
+    /// The run dir to keep each validation's report in (`val.save_results`).
+    save_to: Option<PathBuf>,
+    model: String,
+    dataset: String,
 }
 
 impl<T: SearchTools + 'static> HeldOut<T> {
@@ -68,12 +73,15 @@ impl<T: SearchTools + 'static> HeldOut<T> {
             samples,
             runner,
             reward: cfg.reward.clone(),
+            save_to: v.save_results.then(|| PathBuf::from(&cfg.run.dir)),
+            model: cfg.model.path.clone(),
+            dataset: cfg.data.val.clone(),
         }))
     }
 }
 
 impl<P: Policy, T: SearchTools + 'static> Validator<P> for HeldOut<T> {
-    fn validate(&mut self, policy: &mut P) -> Result<ValMetrics> {
+    fn validate(&mut self, policy: &mut P, step: usize) -> Result<ValMetrics> {
         let outcomes = self.runner.run(policy, Workflow::OnDemand, &self.samples)?;
         let results: Vec<QuestionResult> = self
             .samples
@@ -81,7 +89,19 @@ impl<P: Policy, T: SearchTools + 'static> Validator<P> for HeldOut<T> {
             .zip(&outcomes)
             .map(|(s, o)| question_result(s, o, &self.reward))
             .collect();
-        Ok(val_metrics(&results))
+        let m = val_metrics(&results);
+        if let Some(dir) = &self.save_to {
+            let workflow = Workflow::OnDemand.name();
+            EvalReport::new(
+                &format!("val-step-{step}"),
+                workflow,
+                &self.model,
+                &self.dataset,
+                results,
+            )
+            .save(&val_results_file(dir, step))?;
+        }
+        Ok(m)
     }
 }
 

@@ -265,10 +265,11 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
 
 /// Keys that may change between a run and its resume: where and how often
 /// it writes, not what it computes.
-const OPERATIONAL_KEYS: [&str; 8] = [
+const OPERATIONAL_KEYS: [&str; 9] = [
     "run.dir",
     "run.save_every",
     "run.keep_checkpoints",
+    "run.rollouts_every",
     "run.tensorboard",
     "run.progress",
     "model.device",

@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub save_every: usize,
     /// Checkpoints kept on disk (0: all).
     pub keep_checkpoints: usize,
+    /// Every trajectory of every Nth step, with its searches' results and
+    /// scores, to `RUN_DIR/rollouts/step-N.jsonl` (0: never).
+    pub rollouts_every: usize,
     pub tensorboard: bool,
     /// indicatif progress bars (off in tests and when stderr is not a tty).
     pub progress: bool,
@@ -53,6 +56,7 @@ impl Default for RunConfig {
             epochs: 1,
             save_every: 10,
             keep_checkpoints: 3,
+            rollouts_every: 0,
             tensorboard: false,
             progress: true,
         }
@@ -181,6 +185,9 @@ pub struct ValConfig {
     pub chunk: usize,
     /// A search that has not answered by then is an error observation.
     pub tool_timeout_s: u64,
+    /// Each validation's answers, turns and search results, as an eval
+    /// report, to `RUN_DIR/val/step-N.json`.
+    pub save_results: bool,
 }
 
 impl Default for ValConfig {
@@ -192,6 +199,7 @@ impl Default for ValConfig {
             temperature: 0.0,
             chunk: 64,
             tool_timeout_s: 300,
+            save_results: true,
         }
     }
 }

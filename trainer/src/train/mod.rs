@@ -9,6 +9,7 @@ pub mod disk;
 mod export;
 pub mod metrics;
 mod policy_factory;
+pub mod rollout_log;
 pub mod tensorboard;
 mod trainer;
 mod update;
@@ -28,4 +29,4 @@ pub use trainer::{
     CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
 };
 pub use update::{UpdateSettings, UpdateStats, grpo_update};
-pub use validation::{VAL_METRICS_FILE, ValMetrics, Validator};
+pub use validation::{VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics, Validator, val_results_file};

@@ -7,6 +7,8 @@
 //! RUN_DIR/config.toml        the resolved config
 //! RUN_DIR/metrics.jsonl      one line per step
 //! RUN_DIR/val_metrics.jsonl  one line per validation ([val])
+//! RUN_DIR/val/step-NNNNNNNN.json  its answers, as an eval report (val.save_results)
+//! RUN_DIR/rollouts/step-NNNNNNNN.jsonl  every trajectory of a step (run.rollouts_every)
 //! RUN_DIR/checkpoints/step-NNNNNNNN/
 //! RUN_DIR/tensorboard/events.out.tfevents.*   (run.tensorboard)
 //! ```
@@ -16,9 +18,10 @@ use super::checkpoint::{self, CheckpointState};
 use super::config::{DataConfig, TrainConfig};
 use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
+use super::rollout_log::{self, RolloutRecord};
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
-use super::validation::{VAL_METRICS_FILE, ValMetrics, Validator};
+use super::validation::{VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics, Validator};
 use crate::algo::{AdamW, LrSchedule};
 use crate::data::{DataCursor, Sample};
 use crate::policy::{TrainablePolicy, Transcript};
@@ -191,6 +194,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 step = ck.state.step;
                 tracing::info!(checkpoint = %ck_dir.display(), step, "resuming");
                 resumed = true;
+                rollout_log::drop_steps_after(&dir.join(rollout_log::ROLLOUTS_DIR), step)?;
+                rollout_log::drop_steps_after(&dir.join(VAL_RESULTS_DIR), step)?;
                 MetricsLog::resume(&metrics_path, step)?
             }
             (true, None) => {
@@ -418,6 +423,35 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 step: started.elapsed().as_secs_f64(),
             },
         };
+        let every = self.cfg.run.rollouts_every;
+        if every > 0 && k.is_multiple_of(every) {
+            let records: Vec<RolloutRecord> = trajectories
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let s = &self.samples[picks[i / n]];
+                    let r = &scored.rewards[i];
+                    RolloutRecord {
+                        step: k,
+                        group: i / n,
+                        rollout: i % n,
+                        sample: &s.id,
+                        data_source: &s.data_source,
+                        question: &s.question,
+                        golds: s.gold.all(),
+                        answer: r.answer.as_deref(),
+                        reward: r.reward,
+                        accuracy: r.accuracy,
+                        format: r.format,
+                        advantage: scored.advantages[i],
+                        trained: scored.keep[i],
+                        ..RolloutRecord::of(t)
+                    }
+                })
+                .collect();
+            rollout_log::write_step(&self.dir, k, &records)
+                .with_context(|| format!("step {k}: rollout log"))?;
+        }
         self.step = k;
         self.log(&m)?;
         Ok(m)
@@ -432,7 +466,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             .as_mut()
             .context("validation without a validator")?;
         let mut m = validator
-            .validate(&mut self.policy)
+            .validate(&mut self.policy, step)
             .with_context(|| format!("validation after step {step}"))?;
         m.step = step;
         m.secs = started.elapsed().as_secs_f64();

@@ -7,12 +7,24 @@ use super::metrics::{SearchMetrics, SourceMetrics};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 pub use crate::report::VAL_METRICS_FILE;
 
+/// Where a validator keeps each validation's answers (`val.save_results`).
+pub const VAL_RESULTS_DIR: &str = "val";
+
+/// `RUN_DIR/val/step-NNNNNNNN.json`.
+pub fn val_results_file(run_dir: &Path, step: usize) -> PathBuf {
+    run_dir
+        .join(VAL_RESULTS_DIR)
+        .join(format!("step-{step:08}.json"))
+}
+
 /// Scores a policy on a held-out set without changing it.
 pub trait Validator<P> {
-    fn validate(&mut self, policy: &mut P) -> Result<ValMetrics>;
+    /// `step`: the policy has trained that many steps (0: the start).
+    fn validate(&mut self, policy: &mut P, step: usize) -> Result<ValMetrics>;
 }
 
 /// One line of `RUN_DIR/val_metrics.jsonl`, under the names the training
