@@ -79,8 +79,25 @@ fn examples(e: &EvalReport, n: usize) -> String {
             escape(r.golds.first().map_or("", String::as_str)),
             r.image_searches,
             r.text_searches,
-            escape(&r.turns.join("\n— next turn —\n"))
+            escape(&conversation(&r.turns, &r.observations))
         ));
+    }
+    out
+}
+
+/// The assistant turns with what each search showed in between: every turn
+/// but the last searched, and its results came back before the next.
+fn conversation(turns: &[String], observations: &[String]) -> String {
+    let mut out = String::new();
+    for (i, turn) in turns.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n— next turn —\n");
+        }
+        out.push_str(turn);
+        if let Some(obs) = observations.get(i) {
+            out.push_str("\n— search results —\n");
+            out.push_str(obs);
+        }
     }
     out
 }
@@ -135,7 +152,11 @@ mod tests {
             id: "q1".into(),
             question: "What?".into(),
             golds: vec!["<b>x</b>".into()],
-            turns: vec!["<reason>hm</reason><answer>x</answer>".into()],
+            turns: vec![
+                "<search><img></search>".into(),
+                "<reason>hm</reason><answer>x</answer>".into(),
+            ],
+            observations: vec!["1. <i>Vorlak</i> <image>".into()],
             ..Default::default()
         };
         let e = EvalReport::new("rl", "on-demand", "m", "d", vec![r]);
@@ -149,6 +170,11 @@ mod tests {
         });
         assert!(html.contains("&lt;reason&gt;hm&lt;/reason&gt;"));
         assert!(!html.contains("<reason>"));
+        // The results sit between the search and the next turn.
+        assert!(html.contains(
+            "&lt;search&gt;&lt;img&gt;&lt;/search&gt;\n— search results —\n\
+             1. &lt;i&gt;Vorlak&lt;/i&gt; &lt;image&gt;\n— next turn —\n&lt;reason&gt;"
+        ));
         assert!(html.contains("a &lt; b"));
         assert!(html.contains("<td>rl</td><td>1</td>"));
     }
