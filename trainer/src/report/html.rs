@@ -34,6 +34,8 @@ pub struct Page<'a> {
     /// Extra sections (heading, preformatted text), e.g. the demo's evidence.
     pub notes: Vec<(String, String)>,
     pub examples_per_workflow: usize,
+    /// Each training run's latest validation, for its examples.
+    pub validations: &'a [EvalReport],
 }
 
 fn figure(f: &Figure) -> String {
@@ -132,8 +134,10 @@ pub fn render(page: &Page) -> String {
         if let Some(f) = &page.eval_figure {
             out.push_str(&figure(f));
         }
+    }
+    if !page.evals.is_empty() || !page.validations.is_empty() {
         out.push_str("<h2>Example trajectories</h2>\n");
-        for e in page.evals {
+        for e in page.evals.iter().chain(page.validations) {
             out.push_str(&examples(e, page.examples_per_workflow));
         }
     }
@@ -166,6 +170,7 @@ mod tests {
             eval_figure: None,
             evals: std::slice::from_ref(&e),
             notes: vec![("Evidence".into(), "a < b".into())],
+            validations: &[],
             examples_per_workflow: 3,
         });
         assert!(html.contains("&lt;reason&gt;hm&lt;/reason&gt;"));

@@ -15,6 +15,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Beside a run's metrics: its held-out validations (`[val]`), under the
 /// same names.
 pub const VAL_METRICS_FILE: &str = "val_metrics.jsonl";
+/// Beside them: each validation's answers, as an eval report per step.
+pub const VAL_RESULTS_DIR: &str = "val";
 pub const EVAL_DIR: &str = "eval";
 pub const REPORT_DIR: &str = "report";
 /// Optional free text shown at the top of the page (the demo's evidence).
@@ -64,6 +66,26 @@ pub fn find_evals(run_dir: &Path) -> anyhow::Result<Vec<EvalReport>> {
     paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
     paths.sort();
     paths.iter().map(|p| EvalReport::load(p)).collect()
+}
+
+/// A run's latest validation report (`val/step-N.json`), if it keeps them.
+fn latest_validation(run: &Path) -> anyhow::Result<Option<EvalReport>> {
+    let dir = run.join(VAL_RESULTS_DIR);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    // Zero-padded step numbers: the last name is the latest step.
+    paths.retain(|p| {
+        p.extension().is_some_and(|e| e == "json")
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+    });
+    paths.sort();
+    paths.last().map(|p| EvalReport::load(p)).transpose()
 }
 
 fn read_svg(path: &Path) -> anyhow::Result<String> {
@@ -120,6 +142,20 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
             let val = path.with_file_name(VAL_METRICS_FILE);
             val.is_file()
                 .then(|| Ok((name, val.clone(), metrics_log::read(&val)?)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let validations = runs
+        .iter()
+        .filter_map(|(name, path)| {
+            let run = path.parent()?;
+            latest_validation(run)
+                .map(|v| {
+                    v.map(|mut v| {
+                        v.label = format!("{name}: {}", v.label);
+                        v
+                    })
+                })
+                .transpose()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let out = run_dir.join(REPORT_DIR);
@@ -193,6 +229,7 @@ pub fn write_report(run_dir: &Path) -> anyhow::Result<ReportOutput> {
         training,
         eval_figure,
         evals: &evals,
+        validations: &validations,
         notes,
         examples_per_workflow: 5,
     });

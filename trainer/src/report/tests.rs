@@ -137,6 +137,42 @@ fn a_runs_validations_get_their_own_figure() {
     let html = std::fs::read_to_string(&out.html).unwrap();
     assert_eq!(html.matches("<svg").count(), 4, "the validation figure too");
     assert!(html.contains("4 validations (step 0–30)"), "{html}");
+    assert!(!html.contains("val-step"), "no validation reports kept");
+
+    // Kept validation reports: the latest one's examples are on the page.
+    for step in [3usize, 30, 10] {
+        let q = QuestionResult {
+            id: format!("v{step}"),
+            question: format!("asked at step {step}"),
+            turns: vec!["<answer>a</answer>".into()],
+            ..Default::default()
+        };
+        let r = EvalReport::new(
+            &format!("val-step-{step}"),
+            "on-demand",
+            "m",
+            "val.parquet",
+            vec![q],
+        );
+        r.save(
+            &rl.join(VAL_RESULTS_DIR)
+                .join(format!("step-{step:08}.json")),
+        )
+        .unwrap();
+    }
+    std::fs::remove_dir_all(&out.dir).unwrap();
+    let out = write_report(tmp.path()).unwrap();
+    let html = std::fs::read_to_string(&out.html).unwrap();
+    assert!(html.contains("rl: val-step-30"), "{html}");
+    assert!(html.contains("asked at step 30"), "{html}");
+    assert!(!html.contains("asked at step 10") && !html.contains("asked at step 3<"));
+    // A broken one is named.
+    std::fs::write(rl.join(VAL_RESULTS_DIR).join("step-00000040.json"), "{").unwrap();
+    std::fs::remove_dir_all(&out.dir).unwrap();
+    let err = format!("{:#}", write_report(tmp.path()).unwrap_err());
+    assert!(err.contains("step-00000040.json"), "{err}");
+    std::fs::remove_dir_all(rl.join(VAL_RESULTS_DIR)).unwrap();
+    let out = write_report(tmp.path()).unwrap();
 
     // A broken validation log is named, and no report is left half-written.
     std::fs::remove_dir_all(&out.dir).unwrap();

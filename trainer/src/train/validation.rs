@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::report::VAL_METRICS_FILE;
-
-/// Where a validator keeps each validation's answers (`val.save_results`).
-pub const VAL_RESULTS_DIR: &str = "val";
+/// The log, and where a validator keeps each validation's answers
+/// (`val.save_results`).
+pub use crate::report::{VAL_METRICS_FILE, VAL_RESULTS_DIR};
 
 /// `RUN_DIR/val/step-NNNNNNNN.json`.
 pub fn val_results_file(run_dir: &Path, step: usize) -> PathBuf {
