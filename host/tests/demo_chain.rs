@@ -72,6 +72,48 @@ fn quick_chain_runs_every_stage_and_writes_the_evidence() {
         .collect();
     assert_eq!(steps, [0, 2]);
     assert!(runs.join("report/validation-rl.svg").is_file());
+    // What the model wrote and was shown, through the real wasm tools: one
+    // observation per search, in the step's rollout log, each kept
+    // validation report and the eval reports.
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(runs.join("rl/rollouts/step-00000002.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(rows.len(), 4, "2 prompts × 2 rollouts");
+    let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap() as usize;
+    let len = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    for r in &rows {
+        let searches = count(r, "image_searches") + count(r, "text_searches");
+        assert_eq!(len(&r["observations"]), searches, "{r}");
+        assert!(len(&r["turns"]) > 0 && r["golds"].as_array().is_some_and(|g| !g.is_empty()));
+    }
+    let reports = [
+        runs.join("rl/val/step-00000000.json"),
+        runs.join("rl/val/step-00000002.json"),
+        runs.join("eval/rl-rag.json"),
+    ];
+    for path in &reports {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for q in report["results"].as_array().unwrap() {
+            let searches = count(q, "image_searches") + count(q, "text_searches");
+            assert_eq!(len(&q["observations"]), searches, "{}: {q}", path.display());
+        }
+    }
+    // The RAG workflow searches on every question: the image results show
+    // their thumbnails, the text results their pages.
+    let rag: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reports[2]).unwrap()).unwrap();
+    for q in rag["results"].as_array().unwrap() {
+        let shown = &q["observations"];
+        assert!(shown[0].as_str().unwrap().contains("<image>"), "{q}");
+        assert!(
+            shown[1].as_str().unwrap().contains("Text search results"),
+            "{q}"
+        );
+    }
     // The chain replaces its own runs dir, and refuses one it did not make.
     demo(tmp.path(), 3, &["--quick"]);
     let other = tmp.path().join("other");

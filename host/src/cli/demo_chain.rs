@@ -198,6 +198,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     "run.save_every=2",
                     "rollout.batch_prompts=2",
                     "rollout.n=2",
+                    "run.rollouts_every=2",
                 ],
             ),
             resume: false,
