@@ -499,6 +499,34 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
         ""
     );
 
+    // Logs to read that cannot be written (here a file stands where their
+    // dirs go) are warned about; the run and its metrics go on.
+    let blocked = tmp.path().join("blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    for dir in [ROLLOUTS_DIR, VAL_RESULTS_DIR] {
+        std::fs::write(blocked.join(dir), "not a dir").unwrap();
+    }
+    let cfg = config(
+        &blocked,
+        &[&steps[..], &val_keys[..], &["run.rollouts_every=1"]].concat(),
+    );
+    let summary = validated(cfg, tools(0), &rt, false).unwrap().run().unwrap();
+    assert_eq!((summary.last_step, summary.failed_validations), (7, 0));
+    assert_eq!(read_metrics(&blocked).len(), 7);
+    // The same run as `with`, logs or not.
+    let no_secs = |d: &Path| -> Vec<ValMetrics> {
+        read_vals(d)
+            .into_iter()
+            .map(|v| ValMetrics { secs: 0.0, ..v })
+            .collect()
+    };
+    assert_eq!(no_secs(&blocked), no_secs(&with));
+    let m: Vec<_> = read_metrics(&blocked)
+        .into_iter()
+        .map(without_times)
+        .collect();
+    assert_eq!(m, a);
+
     // A split that is not there is named before any work.
     let bad = config(
         &tmp.path().join("bad"),

@@ -91,15 +91,17 @@ impl<P: Policy, T: SearchTools + 'static> Validator<P> for HeldOut<T> {
             .collect();
         let m = val_metrics(&results);
         if let Some(dir) = &self.save_to {
-            let workflow = Workflow::OnDemand.name();
-            EvalReport::new(
+            let report = EvalReport::new(
                 &format!("val-step-{step}"),
-                workflow,
+                Workflow::OnDemand.name(),
                 &self.model,
                 &self.dataset,
                 results,
-            )
-            .save(&val_results_file(dir, step))?;
+            );
+            // The answers are for reading; the metrics line still counts.
+            if let Err(e) = report.save(&val_results_file(dir, step)) {
+                tracing::warn!(step, "{e:#}; this validation's answers are not kept");
+            }
         }
         Ok(m)
     }

@@ -449,8 +449,16 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                     }
                 })
                 .collect();
-            rollout_log::write_step(&self.dir, k, &records)
-                .with_context(|| format!("step {k}: rollout log"))?;
+            // A log to read, not state: failing to write it must not cost
+            // the steps since the last checkpoint.
+            if let Err(e) = rollout_log::write_step(&self.dir, k, &records) {
+                self.progress.suspend(|| {
+                    tracing::warn!(
+                        step = k,
+                        "{e:#}; no rollout log for this step, training goes on"
+                    )
+                });
+            }
         }
         self.step = k;
         self.log(&m)?;
