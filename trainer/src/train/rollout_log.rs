@@ -4,6 +4,8 @@
 //! `rollout_data_dir`). Metrics say *that* the search ratio moved; these say
 //! which queries it sends and whether it read the results.
 
+use super::batch::ScoredBatch;
+use crate::data::Sample;
 use crate::rollout::{EndReason, Trajectory};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -68,6 +70,41 @@ impl<'a> RolloutRecord<'a> {
             trained: false,
         }
     }
+}
+
+/// A step's records: `trajectories` come in groups of consecutive rollouts,
+/// one group per entry of `groups` (the prompt's sample).
+pub fn step_records<'a>(
+    step: usize,
+    trajectories: &'a [Trajectory],
+    groups: &[&'a Sample],
+    scored: &'a ScoredBatch,
+) -> Vec<RolloutRecord<'a>> {
+    let n = trajectories.len() / groups.len().max(1);
+    trajectories
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let s = groups[i / n];
+            let r = &scored.rewards[i];
+            RolloutRecord {
+                step,
+                group: i / n,
+                rollout: i % n,
+                sample: &s.id,
+                data_source: &s.data_source,
+                question: &s.question,
+                golds: s.gold.all(),
+                answer: r.answer.as_deref(),
+                reward: r.reward,
+                accuracy: r.accuracy,
+                format: r.format,
+                advantage: scored.advantages[i],
+                trained: scored.keep[i],
+                ..RolloutRecord::of(t)
+            }
+        })
+        .collect()
 }
 
 pub fn step_file(run_dir: &Path, step: usize) -> PathBuf {

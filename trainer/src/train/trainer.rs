@@ -18,7 +18,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::config::{DataConfig, TrainConfig};
 use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
-use super::rollout_log::{self, RolloutRecord};
+use super::rollout_log;
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
 use super::validation::{VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics, Validator};
@@ -425,30 +425,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         };
         let every = self.cfg.run.rollouts_every;
         if every > 0 && k.is_multiple_of(every) {
-            let records: Vec<RolloutRecord> = trajectories
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let s = &self.samples[picks[i / n]];
-                    let r = &scored.rewards[i];
-                    RolloutRecord {
-                        step: k,
-                        group: i / n,
-                        rollout: i % n,
-                        sample: &s.id,
-                        data_source: &s.data_source,
-                        question: &s.question,
-                        golds: s.gold.all(),
-                        answer: r.answer.as_deref(),
-                        reward: r.reward,
-                        accuracy: r.accuracy,
-                        format: r.format,
-                        advantage: scored.advantages[i],
-                        trained: scored.keep[i],
-                        ..RolloutRecord::of(t)
-                    }
-                })
-                .collect();
+            let groups: Vec<&Sample> = picks.iter().map(|&i| &self.samples[i]).collect();
+            let records = rollout_log::step_records(k, &trajectories, &groups, &scored);
             // A log to read, not state: failing to write it must not cost
             // the steps since the last checkpoint.
             if let Err(e) = rollout_log::write_step(&self.dir, k, &records) {
