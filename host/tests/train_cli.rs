@@ -207,6 +207,22 @@ fn searches_run_through_the_wasm_tools_and_a_killed_run_resumes() {
         "{stderr}"
     );
     assert_eq!(std::fs::read(out.join("config.json")).unwrap(), before);
+    // `--best` of a run that kept no best checkpoint says so.
+    let best = host()
+        .args(["export", "--best", "--checkpoint"])
+        .arg(&run)
+        .arg("--out")
+        .arg(dir.path().join("best"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&best.stderr);
+    assert!(
+        !best.status.success()
+            && stderr.contains("checkpoints/best.json")
+            && stderr.contains("val.keep_best"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("best").exists());
     // A resume under another config is refused, naming the key.
     let mut other = args.clone();
     other.push("algo.kl_coef=0.5".into());

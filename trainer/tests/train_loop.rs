@@ -544,6 +544,78 @@ fn validation_scores_the_policy_between_steps_and_changes_nothing() {
     );
 }
 
+#[test]
+fn keep_best_keeps_the_checkpoint_of_the_best_validation() {
+    // Validations whose rewards rise, fall back and rise again.
+    struct Scripted(Vec<f64>);
+    impl train::Validator<BigramPolicy> for Scripted {
+        fn validate(&mut self, _: &mut BigramPolicy, step: usize) -> anyhow::Result<ValMetrics> {
+            Ok(ValMetrics {
+                reward: self.0[step],
+                accuracy: self.0[step] / 2.0,
+                questions: 1,
+                ..Default::default()
+            })
+        }
+    }
+    let rewards = vec![0.1, 0.5, 0.3, 0.5, 0.2, 0.6, 0.1, 0.4];
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let cfg = config(
+        &run,
+        &[
+            "run.total_steps=7",
+            "run.save_every=2",
+            "run.keep_checkpoints=1",
+            "val.every=1",
+            "val.before_train=true",
+            "val.keep_best=true",
+            "data.val=\"unused.jsonl\"",
+        ],
+    );
+    let mut t = trainer(cfg, tools(0), &rt, false)
+        .unwrap()
+        .with_validator(Box::new(Scripted(rewards.clone())));
+    t.run().unwrap();
+    // New bests at steps 0, 1 and 5 (0.5 again at step 3 is not better);
+    // keeping one checkpoint leaves the last and the best.
+    let ck = run.join(train::CHECKPOINTS_DIR);
+    let steps: Vec<usize> = train::checkpoint::list(&ck)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(steps, [5, 7]);
+    let (best, dir) = train::checkpoint::best(&ck).unwrap().unwrap();
+    assert_eq!((best.step, best.reward, best.accuracy), (5, 0.6, 0.3));
+    assert_eq!(train::resolve_best(&run).unwrap(), dir);
+    assert_eq!(train::checkpoint::load(&dir).unwrap().state.step, 5);
+
+    // Without it, only the newest is kept.
+    let plain = tmp.path().join("plain");
+    let cfg = config(
+        &plain,
+        &[
+            "run.total_steps=7",
+            "run.save_every=2",
+            "run.keep_checkpoints=1",
+            "val.every=1",
+            "data.val=\"unused.jsonl\"",
+        ],
+    );
+    trainer(cfg, tools(0), &rt, false)
+        .unwrap()
+        .with_validator(Box::new(Scripted(rewards)))
+        .run()
+        .unwrap();
+    let ck = plain.join(train::CHECKPOINTS_DIR);
+    assert_eq!(train::checkpoint::list(&ck).unwrap().len(), 1);
+    assert!(train::checkpoint::best(&ck).unwrap().is_none());
+    let err = train::resolve_best(&plain).unwrap_err().to_string();
+    assert!(err.contains("val.keep_best"), "{err}");
+}
+
 // ---------------------------------------------------------------------------
 // Kill and resume, across real processes: this test binary re-runs itself as
 // the training child.
@@ -564,6 +636,7 @@ fn resume_config(dir: &Path) -> TrainConfig {
             "run.save_every=2",
             "run.keep_checkpoints=0",
             "val.every=1",
+            "val.keep_best=true",
             &format!("data.val={:?}", val.display().to_string()),
             "run.rollouts_every=1",
         ],
@@ -675,6 +748,17 @@ fn a_killed_run_resumes_exactly() {
         (1..=STEPS).collect::<Vec<_>>()
     );
     assert_eq!(a, b);
+    // The same checkpoints (those of new best validations among them), and
+    // the same best.
+    let ck = |d: &Path| listing(&d.join(train::CHECKPOINTS_DIR));
+    assert_eq!(ck(&whole), ck(&killed));
+    let best = |d: &Path| {
+        train::checkpoint::best(&d.join(train::CHECKPOINTS_DIR))
+            .unwrap()
+            .unwrap()
+            .0
+    };
+    assert_eq!(best(&whole), best(&killed));
     // And the per-step files, byte for byte.
     for sub in [ROLLOUTS_DIR, VAL_RESULTS_DIR] {
         let names = listing(&whole.join(sub));

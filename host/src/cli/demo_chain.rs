@@ -212,6 +212,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         export::run(ExportArgs {
             checkpoint: rl.clone(),
             out: rl_model.clone(),
+            best: false,
         })?,
         "export",
     )?;

@@ -12,10 +12,19 @@ pub struct ExportArgs {
     /// Where to write the model dir.
     #[arg(long)]
     pub out: PathBuf,
+    /// The run dir's best validated checkpoint (`val.keep_best`), not its
+    /// latest.
+    #[arg(long)]
+    pub best: bool,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let used = mmsr_trainer::train::export_checkpoint(&args.checkpoint, &args.out)?;
+    let checkpoint = if args.best {
+        mmsr_trainer::train::resolve_best(&args.checkpoint)?
+    } else {
+        args.checkpoint
+    };
+    let used = mmsr_trainer::train::export_checkpoint(&checkpoint, &args.out)?;
     println!("exported {} to {}", used.display(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -296,6 +296,7 @@ fn save<P: TrainablePolicy>(
         &policy.trainable_parameters(),
         &opt.state_tensors(),
         c.keep,
+        None,
     )?;
     Ok(())
 }

@@ -18,6 +18,9 @@ pub const STATE_FILE: &str = "state.json";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const CONFIG_FILE: &str = "config.toml";
+/// Beside the checkpoints: which one holds the best validated policy
+/// (`val.keep_best`).
+pub const BEST_FILE: &str = "best.json";
 const FORMAT: u32 = 1;
 const PREFIX: &str = "step-";
 
@@ -181,8 +184,8 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
     Ok(list(root)?.pop().map(|(_, p)| p))
 }
 
-/// [`save`], then [`prune`] to the newest `keep`: what a run does every
-/// `run.save_every` steps.
+/// [`save`], then [`prune`] to the newest `keep` and `protect`: what a run
+/// does every `run.save_every` steps.
 pub fn save_and_prune(
     root: &Path,
     config: &TrainConfig,
@@ -190,16 +193,18 @@ pub fn save_and_prune(
     weights: &[(String, Tensor)],
     optimizer: &[(String, Tensor)],
     keep: usize,
+    protect: Option<usize>,
 ) -> Result<PathBuf> {
     let dir = save(root, config, state, weights, optimizer)?;
-    prune(root, keep)?;
+    prune(root, keep, protect)?;
     tracing::info!(checkpoint = %dir.display(), "saved");
     Ok(dir)
 }
 
-/// Deletes all but the newest `keep` checkpoints (0 keeps all), and what
-/// a killed save left half-written.
-pub fn prune(root: &Path, keep: usize) -> Result<()> {
+/// Deletes all but the newest `keep` checkpoints (0 keeps all) and the one
+/// of step `protect` (the best validated), and what a killed save left
+/// half-written.
+pub fn prune(root: &Path, keep: usize, protect: Option<usize>) -> Result<()> {
     for entry in std::fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
         let path = entry?.path();
         if path
@@ -215,11 +220,55 @@ pub fn prune(root: &Path, keep: usize) -> Result<()> {
         return Ok(());
     }
     let all = list(root)?;
-    for (_, dir) in all.iter().take(all.len().saturating_sub(keep)) {
+    for (step, dir) in all.iter().take(all.len().saturating_sub(keep)) {
+        if Some(*step) == protect {
+            continue;
+        }
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("removing old checkpoint {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// `checkpoints/best.json`: the best validation so far that has a
+/// checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub step: usize,
+    /// The checkpoint's dir name (`step-NNNNNNNN`).
+    pub checkpoint: String,
+    /// Held-out reward, the measure it is best by, and EM beside it.
+    pub reward: f64,
+    pub accuracy: f64,
+}
+
+pub fn write_best(root: &Path, best: &Best) -> Result<()> {
+    let path = root.join(BEST_FILE);
+    let tmp = root.join(format!(".{BEST_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(best)? + "\n")
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The best checkpoint's dir, from `best.json`; `None` when the run keeps
+/// none.
+pub fn best(root: &Path) -> Result<Option<(Best, PathBuf)>> {
+    let path = root.join(BEST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let best: Best =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let dir = root.join(dir_name(best.step));
+    ensure!(
+        dir.join(STATE_FILE).is_file(),
+        "{} names {}, which is not a checkpoint",
+        path.display(),
+        dir.display()
+    );
+    Ok(Some((best, dir)))
 }
 
 /// Reads a checkpoint dir, checking every file against its recorded hash.
@@ -404,6 +453,40 @@ mod tests {
     }
 
     #[test]
+    fn pruning_keeps_the_protected_checkpoint_beside_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("checkpoints");
+        for s in [2, 4, 6, 8] {
+            save_step(&root, s);
+        }
+        let steps = || list(&root).unwrap().iter().map(|c| c.0).collect::<Vec<_>>();
+        prune(&root, 2, Some(2)).unwrap();
+        assert_eq!(steps(), [2, 6, 8]);
+        // Protecting one of the newest keeps no more than `keep`.
+        prune(&root, 2, Some(8)).unwrap();
+        assert_eq!(steps(), [6, 8]);
+        prune(&root, 0, Some(8)).unwrap();
+        assert_eq!(steps(), [6, 8]);
+        // best.json names a checkpoint; one it names that is gone is an error.
+        let best = Best {
+            step: 6,
+            checkpoint: dir_name(6),
+            reward: 0.5,
+            accuracy: 0.25,
+        };
+        assert!(super::best(&root).unwrap().is_none());
+        write_best(&root, &best).unwrap();
+        let (read, path) = super::best(&root).unwrap().unwrap();
+        assert_eq!((read, path), (best.clone(), root.join(dir_name(6))));
+        write_best(&root, &Best { step: 4, ..best }).unwrap();
+        let err = super::best(&root).unwrap_err().to_string();
+        assert!(
+            err.contains("best.json names") && err.contains("step-00000004"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn saves_whole_lists_prunes_and_loads() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("checkpoints");
@@ -416,7 +499,7 @@ mod tests {
             list(&root).unwrap().iter().map(|c| c.0).collect::<Vec<_>>(),
             vec![2, 4, 6]
         );
-        prune(&root, 2).unwrap();
+        prune(&root, 2, None).unwrap();
         assert_eq!(
             list(&root).unwrap().iter().map(|c| c.0).collect::<Vec<_>>(),
             vec![4, 6]

@@ -188,6 +188,11 @@ pub struct ValConfig {
     /// Each validation's answers, turns and search results, as an eval
     /// report, to `RUN_DIR/val/step-N.json`.
     pub save_results: bool,
+    /// Checkpoint the policy whenever a validation beats the best held-out
+    /// reward so far, and keep that checkpoint through
+    /// `run.keep_checkpoints`; `checkpoints/best.json` names it and
+    /// `export --best` exports it. RL can get worse late in a run.
+    pub keep_best: bool,
 }
 
 impl Default for ValConfig {
@@ -200,6 +205,7 @@ impl Default for ValConfig {
             chunk: 64,
             tool_timeout_s: 300,
             save_results: true,
+            keep_best: false,
         }
     }
 }
@@ -360,6 +366,10 @@ impl TrainConfig {
             self.rollout.n
         );
         let v = &self.val;
+        ensure!(
+            !v.keep_best || v.enabled(),
+            "val.keep_best keeps the best validated checkpoint: set val.every (and data.val)"
+        );
         if v.enabled() {
             ensure!(
                 !self.data.val.is_empty(),
@@ -776,6 +786,16 @@ mod tests {
             .unwrap()
             .validate_grpo()
             .unwrap();
+        // Keeping the best validated checkpoint needs validations.
+        let err = parse("", &["val.keep_best=true"])
+            .unwrap()
+            .validate_grpo()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("val.keep_best") && err.contains("val.every"),
+            "{err}"
+        );
         let err = parse("", &["algo.source_balance=1.5"])
             .unwrap_err()
             .to_string();

@@ -3,7 +3,7 @@
 //! its trainable weights restored, and `TrainablePolicy::export` writes the
 //! dir (merging LoRA adapters is the model's job).
 
-use super::checkpoint::{self, Checkpoint, STATE_FILE};
+use super::checkpoint::{self, BEST_FILE, Checkpoint, STATE_FILE};
 use super::policy_factory::{PolicyInit, PolicyVisitor, with_policy};
 use super::trainer::CHECKPOINTS_DIR;
 use crate::policy::TrainablePolicy;
@@ -20,6 +20,17 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
         None => bail!(
             "{} is neither a checkpoint (no {STATE_FILE}) nor a run dir with checkpoints",
             path.display()
+        ),
+    }
+}
+
+/// A run dir's best validated checkpoint (`val.keep_best`).
+pub fn resolve_best(run_dir: &Path) -> Result<PathBuf> {
+    match checkpoint::best(&run_dir.join(CHECKPOINTS_DIR))? {
+        Some((_, dir)) => Ok(dir),
+        None => bail!(
+            "{} has no {CHECKPOINTS_DIR}/{BEST_FILE}: the run kept no best checkpoint (train with val.keep_best)",
+            run_dir.display()
         ),
     }
 }

@@ -19,7 +19,7 @@ pub use config::{
     ActorConfig, AlgoConfig, DataConfig, LoraConfig, ModelConfig, ModelKind, RunConfig,
     TrainConfig, ValConfig, apply_override, from_value,
 };
-pub use export::{ensure_empty_out, export_checkpoint, resolve_checkpoint};
+pub use export::{ensure_empty_out, export_checkpoint, resolve_best, resolve_checkpoint};
 pub use metrics::{MetricsLog, StepMetrics};
 pub use policy_factory::{
     BIGRAM_IM_END_BIAS, BIGRAM_MODEL_TYPE, PolicyInit, PolicyVisitor, device, dtype,

@@ -61,6 +61,39 @@ pub fn load_samples(cfg: &DataConfig) -> Result<Vec<Sample>> {
 }
 
 /// Identifies a dataset's content, so a resume on other data is refused.
+/// On resume with `val.keep_best`: the best validation in the (resumed)
+/// log that has a checkpoint, the earliest of equals, as the unbroken run
+/// had it; `best.json` is rewritten to match (a run killed mid-save may
+/// have left it naming a pruned one).
+fn best_on_disk(val_log: &Path, ck_root: &Path) -> Result<Option<checkpoint::Best>> {
+    let text = match std::fs::read_to_string(val_log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", val_log.display())),
+    };
+    let saved: Vec<usize> = checkpoint::list(ck_root)?
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let mut best: Option<checkpoint::Best> = None;
+    for (i, line) in text.lines().enumerate() {
+        let v: ValMetrics = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}", val_log.display(), i + 1))?;
+        if saved.contains(&v.step) && best.as_ref().is_none_or(|b| v.reward > b.reward) {
+            best = Some(checkpoint::Best {
+                step: v.step,
+                checkpoint: checkpoint::dir_name(v.step),
+                reward: v.reward,
+                accuracy: v.accuracy,
+            });
+        }
+    }
+    if let Some(b) = &best {
+        checkpoint::write_best(ck_root, b)?;
+    }
+    Ok(best)
+}
+
 fn data_fingerprint(samples: &[Sample]) -> String {
     let mut h = Sha256::new();
     for s in samples {
@@ -124,6 +157,8 @@ pub struct Trainer<P: TrainablePolicy, T: SearchTools + 'static> {
     saved_step: Option<usize>,
     validator: Option<Box<dyn Validator<P>>>,
     val_log: Option<MetricsLog>,
+    /// The best validation that has a checkpoint (`val.keep_best`).
+    best: Option<checkpoint::Best>,
 }
 
 impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
@@ -214,6 +249,11 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             (true, true) => Some(MetricsLog::resume(&val_path, step)?),
             (true, false) => Some(MetricsLog::create(&val_path)?),
         };
+        let best = if cfg.val.keep_best && resumed {
+            best_on_disk(&val_path, &ck_root)?
+        } else {
+            None
+        };
         std::fs::write(dir.join(CONFIG_FILE), cfg.to_toml()?)
             .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
         let tensorboard = if cfg.run.tensorboard {
@@ -241,6 +281,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             saved_step: resume.then_some(step),
             validator: None,
             val_log,
+            best,
         })
     }
 
@@ -279,19 +320,27 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         );
         let mut failed_validations = 0;
         if val.before_train && self.step == 0 {
-            failed_validations += usize::from(!self.validate_or_log());
+            let v = self.validate_or_log();
+            failed_validations += usize::from(v.is_none());
+            if self.is_new_best(v.as_ref()) {
+                checkpoint = Some(self.save_best(v.as_ref())?);
+            }
         }
         while self.step < self.total_steps {
             let m = self.train_step()?;
             // Before the checkpoint: a run killed in between validates
             // this step again after its resume.
+            let mut v = None;
             if val.every > 0
                 && (self.step.is_multiple_of(val.every) || self.step == self.total_steps)
             {
-                failed_validations += usize::from(!self.validate_or_log());
+                v = self.validate_or_log();
+                failed_validations += usize::from(v.is_none());
             }
             let every = self.cfg.run.save_every;
-            if every > 0 && self.step.is_multiple_of(every) {
+            if self.is_new_best(v.as_ref()) {
+                checkpoint = Some(self.save_best(v.as_ref())?);
+            } else if every > 0 && self.step.is_multiple_of(every) {
                 checkpoint = Some(self.save()?);
             }
             last = Some(m);
@@ -312,9 +361,9 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
     /// A failed validation (a model error, a tool that hangs past
     /// `val.tool_timeout_s`) is logged and skipped: it must not cost the
     /// steps since the last checkpoint. Returns whether it succeeded.
-    fn validate_or_log(&mut self) -> bool {
+    fn validate_or_log(&mut self) -> Option<ValMetrics> {
         match self.validate() {
-            Ok(_) => true,
+            Ok(m) => Some(m),
             Err(e) => {
                 self.progress.suspend(|| {
                     tracing::error!(
@@ -322,9 +371,42 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                         "{e:#}; no validation line for this step, training goes on"
                     )
                 });
-                false
+                None
             }
         }
+    }
+
+    /// Whether `v` beats the best validation so far (`val.keep_best`).
+    fn is_new_best(&self, v: Option<&ValMetrics>) -> bool {
+        self.cfg.val.keep_best
+            && v.is_some_and(|v| self.best.as_ref().is_none_or(|b| v.reward > b.reward))
+    }
+
+    /// Checkpoints the policy `v` validated as the new best, then names it
+    /// in `best.json`; until then the old best stays protected.
+    fn save_best(&mut self, v: Option<&ValMetrics>) -> Result<PathBuf> {
+        let v = v.expect("a new best is a validation");
+        let best = checkpoint::Best {
+            step: self.step,
+            checkpoint: checkpoint::dir_name(self.step),
+            reward: v.reward,
+            accuracy: v.accuracy,
+        };
+        let old = self.best.replace(best.clone());
+        let saved = self.save();
+        if saved.is_err() {
+            self.best = old;
+        }
+        let dir = saved?;
+        checkpoint::write_best(&self.dir.join(CHECKPOINTS_DIR), &best)?;
+        self.progress.suspend(|| {
+            tracing::info!(
+                step = best.step,
+                reward = best.reward,
+                "best validation so far; checkpoint kept"
+            )
+        });
+        Ok(dir)
     }
 
     /// One rollout batch and one GRPO update.
@@ -538,6 +620,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             &self.policy.trainable_parameters(),
             &self.optim.state_tensors(),
             self.cfg.run.keep_checkpoints,
+            self.best.as_ref().map(|b| b.step),
         )?;
         self.saved_step = Some(self.step);
         Ok(dir)
