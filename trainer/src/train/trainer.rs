@@ -60,7 +60,6 @@ pub fn load_samples(cfg: &DataConfig) -> Result<Vec<Sample>> {
     Ok(ds.samples)
 }
 
-/// Identifies a dataset's content, so a resume on other data is refused.
 /// On resume with `val.keep_best`: the best validation in the (resumed)
 /// log that has a checkpoint, the earliest of equals, as the unbroken run
 /// had it; `best.json` is rewritten to match (a run killed mid-save may
@@ -94,6 +93,7 @@ fn best_on_disk(val_log: &Path, ck_root: &Path) -> Result<Option<checkpoint::Bes
     Ok(best)
 }
 
+/// Identifies a dataset's content, so a resume on other data is refused.
 fn data_fingerprint(samples: &[Sample]) -> String {
     let mut h = Sha256::new();
     for s in samples {
@@ -322,8 +322,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         if val.before_train && self.step == 0 {
             let v = self.validate_or_log();
             failed_validations += usize::from(v.is_none());
-            if self.is_new_best(v.as_ref()) {
-                checkpoint = Some(self.save_best(v.as_ref())?);
+            if let Some(v) = v.as_ref().filter(|v| self.is_new_best(v)) {
+                checkpoint = Some(self.save_best(v)?);
             }
         }
         while self.step < self.total_steps {
@@ -338,8 +338,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
                 failed_validations += usize::from(v.is_none());
             }
             let every = self.cfg.run.save_every;
-            if self.is_new_best(v.as_ref()) {
-                checkpoint = Some(self.save_best(v.as_ref())?);
+            if let Some(v) = v.as_ref().filter(|v| self.is_new_best(v)) {
+                checkpoint = Some(self.save_best(v)?);
             } else if every > 0 && self.step.is_multiple_of(every) {
                 checkpoint = Some(self.save()?);
             }
@@ -360,7 +360,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
 
     /// A failed validation (a model error, a tool that hangs past
     /// `val.tool_timeout_s`) is logged and skipped: it must not cost the
-    /// steps since the last checkpoint. Returns whether it succeeded.
+    /// steps since the last checkpoint. Returns its metrics, if it ran.
     fn validate_or_log(&mut self) -> Option<ValMetrics> {
         match self.validate() {
             Ok(m) => Some(m),
@@ -377,15 +377,14 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
     }
 
     /// Whether `v` beats the best validation so far (`val.keep_best`).
-    fn is_new_best(&self, v: Option<&ValMetrics>) -> bool {
-        self.cfg.val.keep_best
-            && v.is_some_and(|v| self.best.as_ref().is_none_or(|b| v.reward > b.reward))
+    fn is_new_best(&self, v: &ValMetrics) -> bool {
+        self.cfg.val.keep_best && self.best.as_ref().is_none_or(|b| v.reward > b.reward)
     }
 
-    /// Checkpoints the policy `v` validated as the new best, then names it
-    /// in `best.json`; until then the old best stays protected.
-    fn save_best(&mut self, v: Option<&ValMetrics>) -> Result<PathBuf> {
-        let v = v.expect("a new best is a validation");
+    /// Checkpoints the policy `v` validated as the new best (pruning
+    /// protects it from then on), then names it in `best.json`; a run that
+    /// dies in between finds it from the log on resume.
+    fn save_best(&mut self, v: &ValMetrics) -> Result<PathBuf> {
         let best = checkpoint::Best {
             step: self.step,
             checkpoint: checkpoint::dir_name(self.step),
