@@ -72,6 +72,15 @@ fn quick_chain_runs_every_stage_and_writes_the_evidence() {
         .collect();
     assert_eq!(steps, [0, 2]);
     assert!(runs.join("report/validation-rl.svg").is_file());
+    // train.toml keeps the best validated checkpoint, and `train` says which.
+    let best = mmsr_trainer::train::checkpoint::best(&runs.join("rl/checkpoints"))
+        .unwrap()
+        .unwrap()
+        .0;
+    assert!(
+        stdout.contains(&format!("best validation: step {}, reward", best.step)),
+        "{stdout}"
+    );
     // What the model wrote and was shown, through the real wasm tools: one
     // observation per search, in the step's rollout log, each kept
     // validation report and the eval reports.

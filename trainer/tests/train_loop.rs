@@ -577,7 +577,7 @@ fn keep_best_keeps_the_checkpoint_of_the_best_validation() {
     let mut t = trainer(cfg, tools(0), &rt, false)
         .unwrap()
         .with_validator(Box::new(Scripted(rewards.clone())));
-    t.run().unwrap();
+    let summary = t.run().unwrap();
     // New bests at steps 0, 1 and 5 (0.5 again at step 3 is not better);
     // keeping one checkpoint leaves the last and the best.
     let ck = run.join(train::CHECKPOINTS_DIR);
@@ -589,6 +589,7 @@ fn keep_best_keeps_the_checkpoint_of_the_best_validation() {
     assert_eq!(steps, [5, 7]);
     let (best, dir) = train::checkpoint::best(&ck).unwrap().unwrap();
     assert_eq!((best.step, best.reward, best.accuracy), (5, 0.6, 0.3));
+    assert_eq!(summary.best, Some(best));
     assert_eq!(train::resolve_best(&run).unwrap(), dir);
     assert_eq!(train::checkpoint::load(&dir).unwrap().state.step, 5);
 
@@ -604,11 +605,12 @@ fn keep_best_keeps_the_checkpoint_of_the_best_validation() {
             "data.val=\"unused.jsonl\"",
         ],
     );
-    trainer(cfg, tools(0), &rt, false)
+    let summary = trainer(cfg, tools(0), &rt, false)
         .unwrap()
         .with_validator(Box::new(Scripted(rewards)))
         .run()
         .unwrap();
+    assert!(summary.best.is_none());
     let ck = plain.join(train::CHECKPOINTS_DIR);
     assert_eq!(train::checkpoint::list(&ck).unwrap().len(), 1);
     assert!(train::checkpoint::best(&ck).unwrap().is_none());

@@ -104,6 +104,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(ck) = &summary.checkpoint {
         println!("checkpoint: {}", ck.display());
     }
+    if let Some(b) = &summary.best {
+        println!(
+            "best validation: step {}, reward {:.3}, accuracy {:.3} ({}; `export --best`)",
+            b.step, b.reward, b.accuracy, b.checkpoint
+        );
+    }
     if summary.failed_validations > 0 {
         eprintln!(
             "warning: {} validation(s) failed (errors in the log above); {} holds the others",

@@ -136,6 +136,8 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
     /// Validations that failed (logged as errors; training went on).
     pub failed_validations: usize,
+    /// The best validated checkpoint (`val.keep_best`).
+    pub best: Option<checkpoint::Best>,
 }
 
 pub struct Trainer<P: TrainablePolicy, T: SearchTools + 'static> {
@@ -355,6 +357,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             last,
             checkpoint,
             failed_validations,
+            best: self.best.clone(),
         })
     }
 
