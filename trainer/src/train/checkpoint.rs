@@ -81,6 +81,12 @@ pub fn dir_name(step: usize) -> String {
     format!("{PREFIX}{step:08}")
 }
 
+/// The step of a per-step name ([`dir_name`], with or without an
+/// extension: rollout logs, validation reports).
+pub fn step_of(name: &str) -> Option<usize> {
+    name.strip_prefix(PREFIX)?.split('.').next()?.parse().ok()
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(Sha256::digest(&bytes)))

@@ -5,6 +5,7 @@
 //! which queries it sends and whether it read the results.
 
 use super::batch::ScoredBatch;
+use super::checkpoint;
 use crate::data::Sample;
 use crate::rollout::{EndReason, Trajectory};
 use anyhow::{Context, Result};
@@ -110,7 +111,7 @@ pub fn step_records<'a>(
 pub fn step_file(run_dir: &Path, step: usize) -> PathBuf {
     run_dir
         .join(ROLLOUTS_DIR)
-        .join(format!("step-{step:08}.jsonl"))
+        .join(checkpoint::dir_name(step) + ".jsonl")
 }
 
 /// Writes one step's file whole (a temporary file, then a rename), so a
@@ -142,11 +143,7 @@ pub fn drop_steps_after(dir: &Path, step: usize) -> Result<()> {
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let later = name
-            .strip_prefix("step-")
-            .and_then(|n| n.split('.').next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .is_some_and(|s| s > step);
+        let later = checkpoint::step_of(name).is_some_and(|s| s > step);
         if later {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }

@@ -17,7 +17,7 @@ pub use crate::report::{VAL_METRICS_FILE, VAL_RESULTS_DIR};
 pub fn val_results_file(run_dir: &Path, step: usize) -> PathBuf {
     run_dir
         .join(VAL_RESULTS_DIR)
-        .join(format!("step-{step:08}.json"))
+        .join(super::checkpoint::dir_name(step) + ".json")
 }
 
 /// Scores a policy on a held-out set without changing it.
