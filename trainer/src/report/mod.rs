@@ -55,37 +55,35 @@ pub fn find_training_runs(run_dir: &Path) -> anyhow::Result<Vec<(String, PathBuf
 
 /// The eval reports in `run_dir/eval/`, in file-name order.
 pub fn find_evals(run_dir: &Path) -> anyhow::Result<Vec<EvalReport>> {
-    let dir = run_dir.join(EVAL_DIR);
+    json_files(&run_dir.join(EVAL_DIR))?
+        .iter()
+        .map(|p| EvalReport::load(p))
+        .collect()
+}
+
+/// A run's latest validation report (`val/step-N.json`), if it keeps them.
+fn latest_validation(run: &Path) -> anyhow::Result<Option<EvalReport>> {
+    let mut paths = json_files(&run.join(VAL_RESULTS_DIR))?;
+    // Zero-padded step numbers: the last name is the latest step.
+    paths.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+    });
+    paths.last().map(|p| EvalReport::load(p)).transpose()
+}
+
+/// The `.json` files in `dir`, sorted by name; none when it is not there.
+fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(vec![]);
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
     paths.sort();
-    paths.iter().map(|p| EvalReport::load(p)).collect()
-}
-
-/// A run's latest validation report (`val/step-N.json`), if it keeps them.
-fn latest_validation(run: &Path) -> anyhow::Result<Option<EvalReport>> {
-    let dir = run.join(VAL_RESULTS_DIR);
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    // Zero-padded step numbers: the last name is the latest step.
-    paths.retain(|p| {
-        p.extension().is_some_and(|e| e == "json")
-            && p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-    });
-    paths.sort();
-    paths.last().map(|p| EvalReport::load(p)).transpose()
+    Ok(paths)
 }
 
 fn read_svg(path: &Path) -> anyhow::Result<String> {
