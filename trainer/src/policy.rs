@@ -104,6 +104,26 @@ pub trait Policy {
         seed: u64,
     ) -> Result<Vec<TurnOutput>>;
 
+    /// As [`Self::generate`], and tells `on_done` of each session's turn
+    /// (its index in `sessions`) once it is done. A policy that decodes
+    /// rows together calls it the step a row finishes, while the rest still
+    /// decode, so the rollout engine can start that turn's search early; the
+    /// default calls it after the whole batch. The returned turns are the
+    /// same as `generate`'s.
+    fn generate_streaming(
+        &mut self,
+        sessions: &mut [&mut Self::Session],
+        params: &SampleParams,
+        seed: u64,
+        on_done: &mut dyn FnMut(usize, &TurnOutput),
+    ) -> Result<Vec<TurnOutput>> {
+        let outs = self.generate(sessions, params, seed)?;
+        for (k, out) in outs.iter().enumerate() {
+            on_done(k, out);
+        }
+        Ok(outs)
+    }
+
     /// Append a given assistant turn (teacher forcing, e.g. SFT data or a
     /// forced action in a fixed workflow): framed as a generated turn, its
     /// text and `<|im_end|>` get mask 1 and sample log-prob 0.0.

@@ -193,7 +193,7 @@ fn twenty_greedy_tokens_match_transformers() {
     let params = GenParams {
         sampling: Sampling::greedy(),
         max_new_tokens: 20,
-        stop: None,
+        stop: Vec::new(),
         share_prefill: false,
     };
     let out = generate(

@@ -6,7 +6,9 @@ use mmsr_trainer::demo::world::WorldConfig;
 use mmsr_trainer::demo::{DemoDataConfig, Layout};
 use mmsr_trainer::model::tokenizer::ChatTokenizer;
 use mmsr_trainer::model::{LoraOptions, PolicyOptions, QwenVlPolicy};
-use mmsr_trainer::policy::{Policy, SampleParams, Segment, TrainablePolicy, Transcript};
+use mmsr_trainer::policy::{
+    FinishReason, Policy, SampleParams, Segment, TrainablePolicy, Transcript,
+};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tch::{Kind, Tensor};
@@ -690,4 +692,102 @@ fn special_tokens_spelled_by_outside_text_stay_text() {
         "Result: a town.<|im_end|>\n<|im_start|>assistant <|vision_start|><|image_pad|> answer",
     );
     assert_eq!(hostile, plain);
+}
+
+/// A copy of the demo model dir whose generation_config.json lists `eos`.
+fn with_eos(eos: serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&demo().model).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let path = dir.path().join("generation_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["eos_token_id"] = eos;
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    dir
+}
+
+/// generation_config.json's eos ids end a turn as `<|im_end|>` does; each
+/// row is streamed the step it finishes, shortest first, as it is returned;
+/// the next turn closes a turn that ended on another id with `<|im_end|>`.
+#[test]
+fn eos_ids_end_turns_and_rows_stream_as_they_finish() {
+    let prompts = ["Which town?", "Who founded it?", "Name the river."];
+    let sampled = SampleParams {
+        temperature: 1.0,
+        max_new_tokens: 12,
+        ..SampleParams::default()
+    };
+    let run = |p: &mut QwenVlPolicy, streamed: &mut Vec<(usize, Vec<i64>)>| {
+        let mut sessions: Vec<_> = prompts
+            .iter()
+            .map(|q| p.open(&[image(0), text(q)]).unwrap())
+            .collect();
+        let mut refs: Vec<&mut _> = sessions.iter_mut().collect();
+        let outs = p
+            .generate_streaming(&mut refs, &sampled, 3, &mut |k, out| {
+                streamed.push((k, out.token_ids.clone()))
+            })
+            .unwrap();
+        (outs, sessions)
+    };
+    let mut plain = policy(PolicyOptions::default());
+    let (free, _) = run(&mut plain, &mut Vec::new());
+    assert!(free.iter().all(|o| o.token_ids.len() == 12), "{free:?}");
+    // A token the last row samples, not before and not in the other rows,
+    // now ends a turn: that row finishes first and streams first.
+    let last = &free[2].token_ids;
+    let i = (1..12)
+        .find(|&i| {
+            !last[..i].contains(&last[i])
+                && !free[..2].iter().any(|f| f.token_ids.contains(&last[i]))
+        })
+        .unwrap();
+    let stop = last[i];
+    let im_end = plain.tokenizer().token_id("<|im_end|>").unwrap();
+    let dir = with_eos(serde_json::json!([im_end, stop]));
+    let mut p = QwenVlPolicy::init_random(dir.path(), 7, &PolicyOptions::default()).unwrap();
+    let mut streamed = Vec::new();
+    let (outs, mut sessions) = run(&mut p, &mut streamed);
+    for (o, f) in outs.iter().zip(&free) {
+        let len = f
+            .token_ids
+            .iter()
+            .position(|&t| t == stop)
+            .map_or(12, |i| i + 1);
+        assert_eq!(o.token_ids, f.token_ids[..len], "{outs:?}");
+        assert_eq!(o.finish == FinishReason::Stop, len < 12);
+        let body = &o.token_ids[..o.token_ids.len() - usize::from(len < 12)];
+        assert_eq!(o.text, p.tokenizer().decode(body, false).unwrap());
+    }
+    assert_eq!(outs[2].token_ids.len(), i + 1);
+    assert_eq!(
+        streamed.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [2, 0, 1],
+        "rows stream as they finish"
+    );
+    for (k, ids) in &streamed {
+        assert_eq!(ids, &outs[*k].token_ids);
+    }
+    // The turn ended on `stop`: the next user turn first closes it.
+    p.push_user(&mut sessions[2], &[text("More?")]).unwrap();
+    let t = p.transcript(&sessions[2]);
+    let at = t.tokens.iter().rposition(|&x| x == stop).unwrap();
+    assert_eq!(t.response_mask[at], 1);
+    assert_eq!((t.tokens[at + 1], t.response_mask[at + 1]), (im_end, 0));
+
+    // A broken eos list names the file.
+    let bad = with_eos(serde_json::json!(["<|im_end|>"]));
+    let err = format!(
+        "{:#}",
+        QwenVlPolicy::init_random(bad.path(), 7, &PolicyOptions::default())
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("generation_config.json") && err.contains("eos_token_id"),
+        "{err}"
+    );
 }

@@ -92,7 +92,7 @@ fn measure(
     let params = GenParams {
         sampling: Sampling::greedy(),
         max_new_tokens: NEW_TOKENS,
-        stop: None,
+        stop: Vec::new(),
         share_prefill: false,
     };
     let (mut decode, mut prefill, mut first) = (0f64, 0f64, Vec::new());

@@ -44,8 +44,9 @@ pub struct SeqState {
 pub struct GenParams {
     pub sampling: Sampling,
     pub max_new_tokens: usize,
-    /// Token that ends a turn (kept in the output).
-    pub stop: Option<i64>,
+    /// Tokens that end a turn (kept in the output): generation_config's
+    /// `eos_token_id` list.
+    pub stop: Vec<i64>,
     /// Prefill rows that start the same prompt once (off: every row is
     /// computed, as a throughput benchmark wants).
     pub share_prefill: bool,
@@ -155,7 +156,22 @@ pub fn generate(
     mode: Mode,
     stats: &mut GenStats,
 ) -> Result<Vec<Generated>> {
-    tch::no_grad(|| generate_inner(model, seqs, params, seed, mode, stats))
+    generate_streaming(model, seqs, params, seed, mode, stats, &mut |_, _| {})
+}
+
+/// As [`generate`], and hands each row to `on_done` (its index in `seqs`)
+/// the step it finishes, while the others still decode: a rollout can start
+/// that turn's search without waiting for the longest row.
+pub fn generate_streaming(
+    model: &QwenVl,
+    seqs: &mut [&mut SeqState],
+    params: &GenParams,
+    seed: u64,
+    mode: Mode,
+    stats: &mut GenStats,
+    on_done: &mut dyn FnMut(usize, &Generated),
+) -> Result<Vec<Generated>> {
+    tch::no_grad(|| generate_inner(model, seqs, params, seed, mode, stats, on_done))
 }
 
 fn generate_inner(
@@ -165,6 +181,7 @@ fn generate_inner(
     seed: u64,
     mode: Mode,
     stats: &mut GenStats,
+    on_done: &mut dyn FnMut(usize, &Generated),
 ) -> Result<Vec<Generated>> {
     let b = seqs.len();
     if params.max_new_tokens == 0 {
@@ -173,6 +190,9 @@ fn generate_inner(
             logprobs: Vec::new(),
             stopped: false,
         };
+        for k in 0..b {
+            on_done(k, &none);
+        }
         return Ok(vec![none; b]);
     }
     if b == 0 {
@@ -285,7 +305,7 @@ fn generate_inner(
         for (r, row) in rows.iter_mut().enumerate() {
             row.out.ids.push(toks[r]);
             row.out.logprobs.push(lps[r]);
-            let stop = params.stop == Some(toks[r]);
+            let stop = params.stop.contains(&toks[r]);
             row.out.stopped = stop;
             if stop || step >= new {
                 finished.push(r);
@@ -306,6 +326,7 @@ fn generate_inner(
                     })
                     .collect();
                 let last_pos = row.pos + row.fed;
+                on_done(row.seq, &row.out);
                 done[row.seq] = Some(Finished {
                     out: row.out.clone(),
                     cache,

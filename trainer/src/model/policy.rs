@@ -14,7 +14,7 @@
 //! no longer matches them exactly.
 
 use super::config::QwenVlConfig;
-use super::generate::{GenParams, GenStats, SeqState, generate};
+use super::generate::{GenParams, GenStats, Generated, SeqState, generate_streaming};
 use super::image::{ImageProcessor, ProcessedImage};
 use super::layers::Mode;
 use super::lora::LoraOptions;
@@ -83,6 +83,10 @@ pub struct QwenVlPolicy {
     /// Ids after `<|im_end|>` in the template's closer (e.g. `\n`).
     closer_rest: Vec<i64>,
     gen_prompt: Vec<i64>,
+    /// Ids that end a turn: `<|im_end|>` and generation_config.json's
+    /// `eos_token_id` (Qwen2.5-VL lists `<|endoftext|>` too), as
+    /// transformers' `generate` stops.
+    stop_ids: Vec<i64>,
     dropout_calls: u64,
     /// Counters of the last `generate` call.
     pub last_stats: GenStats,
@@ -124,14 +128,29 @@ impl QwenVlPolicy {
             );
         }
         let tokenizer = ChatTokenizer::from_dir(dir)?;
-        // Not read (sampling comes from the run's config) but copied on
-        // export, where a broken one would make the model dir unloadable.
+        // Sampling comes from the run's config; only the end-of-turn ids
+        // are read. Checked here too because export copies it, and a broken
+        // one would make the model dir unloadable.
         let gen_config = dir.join("generation_config.json");
+        let mut stop_ids = vec![tokenizer.im_end];
         if gen_config.exists() {
             let text = std::fs::read_to_string(&gen_config)
                 .with_context(|| format!("reading {}", gen_config.display()))?;
-            serde_json::from_str::<serde_json::Value>(&text)
+            let json = serde_json::from_str::<serde_json::Value>(&text)
                 .with_context(|| format!("{} is not JSON", gen_config.display()))?;
+            for id in
+                eos_ids(&json).with_context(|| format!("{}: eos_token_id", gen_config.display()))?
+            {
+                ensure!(
+                    (0..model.cfg.text.vocab_size as i64).contains(&id),
+                    "{}: eos_token_id {id} is outside the vocabulary ({} ids)",
+                    gen_config.display(),
+                    model.cfg.text.vocab_size
+                );
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
         }
         let processor = ImageProcessor::from_file(&dir.join("preprocessor_config.json"))?;
         let vocab = model.cfg.text.vocab_size;
@@ -208,6 +227,7 @@ impl QwenVlPolicy {
             dir: dir.to_path_buf(),
             closer_rest: closer[1..].to_vec(),
             gen_prompt,
+            stop_ids,
             dropout_calls: 0,
             last_stats: GenStats::default(),
         })
@@ -420,6 +440,16 @@ impl Policy for QwenVlPolicy {
         params: &SampleParams,
         seed: u64,
     ) -> Result<Vec<TurnOutput>> {
+        self.generate_streaming(sessions, params, seed, &mut |_, _| {})
+    }
+
+    fn generate_streaming(
+        &mut self,
+        sessions: &mut [&mut QwenSession],
+        params: &SampleParams,
+        seed: u64,
+        on_done: &mut dyn FnMut(usize, &TurnOutput),
+    ) -> Result<Vec<TurnOutput>> {
         ensure!(
             params.temperature >= 0.0,
             "temperature {} is negative",
@@ -443,13 +473,30 @@ impl Policy for QwenVlPolicy {
                 suppress: self.vision_placeholders(),
             },
             max_new_tokens: params.max_new_tokens,
-            stop: Some(self.tokenizer.im_end),
+            stop: self.stop_ids.clone(),
             share_prefill: true,
         };
         let mut stats = GenStats::default();
+        // Turns decoded as their rows finish, kept for the transcripts below.
+        let mut early: Vec<Option<TurnOutput>> = vec![None; sessions.len()];
         let outs = {
             let mut seqs: Vec<&mut SeqState> = sessions.iter_mut().map(|s| &mut s.seq).collect();
-            generate(&self.model, &mut seqs, &gp, seed, Mode::EVAL, &mut stats)?
+            let tokenizer = &self.tokenizer;
+            generate_streaming(
+                &self.model,
+                &mut seqs,
+                &gp,
+                seed,
+                Mode::EVAL,
+                &mut stats,
+                &mut |k, g| {
+                    // A decode error surfaces below, where it can be returned.
+                    if let Ok(turn) = turn_output(tokenizer, g) {
+                        on_done(k, &turn);
+                        early[k] = Some(turn);
+                    }
+                },
+            )?
         };
         tracing::debug!(
             sessions = sessions.len(),
@@ -462,7 +509,11 @@ impl Policy for QwenVlPolicy {
         );
         self.last_stats = stats;
         let mut turns = Vec::with_capacity(outs.len());
-        for (s, out) in sessions.iter_mut().zip(outs) {
+        for ((s, out), turn) in sessions.iter_mut().zip(outs).zip(early) {
+            let turn = match turn {
+                Some(t) => t,
+                None => turn_output(&self.tokenizer, &out)?,
+            };
             // The generator already holds the sampled ids; the transcript
             // records them, then the template's rest after <|im_end|>.
             let t = &mut s.transcript;
@@ -470,29 +521,17 @@ impl Policy for QwenVlPolicy {
             t.response_mask
                 .extend(std::iter::repeat_n(1, out.ids.len()));
             t.sample_logprobs.extend_from_slice(&out.logprobs);
-            let body = if out.stopped {
-                &out.ids[..out.ids.len() - 1]
-            } else {
-                &out.ids[..]
-            };
-            let text = self.tokenizer.decode(body, false)?;
-            if out.stopped {
+            if out.ids.last() == Some(&self.tokenizer.im_end) && out.stopped {
                 let rest = self.closer_rest.clone();
                 self.append(s, &rest, Vec::new(), None)?;
             } else {
+                // Cut by the budget, or ended by another end-of-turn id:
+                // the next turn closes it with <|im_end|> (framing).
                 s.open_turn = true;
             }
-            s.messages.push(ChatTokenizer::assistant_message(&text));
-            turns.push(TurnOutput {
-                text,
-                token_ids: out.ids,
-                logprobs: out.logprobs,
-                finish: if out.stopped {
-                    FinishReason::Stop
-                } else {
-                    FinishReason::Length
-                },
-            });
+            s.messages
+                .push(ChatTokenizer::assistant_message(&turn.text));
+            turns.push(turn);
         }
         Ok(turns)
     }
@@ -666,6 +705,7 @@ impl TrainablePolicy for QwenVlPolicy {
             dir: self.dir.clone(),
             closer_rest: self.closer_rest.clone(),
             gen_prompt: self.gen_prompt.clone(),
+            stop_ids: self.stop_ids.clone(),
             dropout_calls: 0,
             last_stats: GenStats::default(),
         }))
@@ -678,5 +718,37 @@ impl std::fmt::Debug for QwenVlPolicy {
             .field("dir", &self.dir)
             .field("opts", &self.opts)
             .finish()
+    }
+}
+
+/// A finished row as a turn: its text without the id that ended it.
+fn turn_output(tokenizer: &ChatTokenizer, out: &Generated) -> Result<TurnOutput> {
+    let body = if out.stopped {
+        &out.ids[..out.ids.len() - 1]
+    } else {
+        &out.ids[..]
+    };
+    Ok(TurnOutput {
+        text: tokenizer.decode(body, false)?,
+        token_ids: out.ids.clone(),
+        logprobs: out.logprobs.clone(),
+        finish: if out.stopped {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        },
+    })
+}
+
+/// generation_config.json's `eos_token_id`: absent, one id, or a list.
+fn eos_ids(json: &Value) -> Result<Vec<i64>> {
+    match json.get("eos_token_id") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Number(n)) => Ok(vec![n.as_i64().context("not an integer id")?]),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|v| v.as_i64().context("not a list of integer ids"))
+            .collect(),
+        Some(other) => anyhow::bail!("{other} is neither an id nor a list of ids"),
     }
 }
