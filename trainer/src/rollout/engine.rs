@@ -3,8 +3,9 @@
 //!
 //! The model stays on the calling thread (policies are not `Sync`); searches
 //! run as tokio tasks and report back over a channel. In async mode each
-//! trajectory moves on its own: a finished turn launches its search at once
-//! and every generation call batches whatever is ready. In sync mode (the
+//! trajectory moves on its own: a turn launches its search the decode step
+//! its row finishes (`Policy::generate_streaming`), while the call's longer
+//! rows go on, and every generation call batches whatever is ready. In sync mode (the
 //! seed's scheme) a round generates for all, then runs all searches, then
 //! starts the next round.
 
@@ -46,6 +47,32 @@ struct Slot<S> {
     tool_errors: usize,
     response_tokens: usize,
     observations: Vec<String>,
+}
+
+/// A slot's counts before a turn: all [`RolloutEngine::next_step`] needs,
+/// copied out so it can judge a turn while the sessions are generating.
+#[derive(Clone, Copy)]
+struct Counts {
+    turns: usize,
+    response_tokens: usize,
+    image_searches: usize,
+    text_searches: usize,
+}
+
+impl Counts {
+    fn of<S>(slot: &Slot<S>) -> Self {
+        Self {
+            turns: slot.turns.len(),
+            response_tokens: slot.response_tokens,
+            image_searches: slot.image_searches,
+            text_searches: slot.text_searches,
+        }
+    }
+}
+
+enum Next {
+    End(EndReason),
+    Search(Action),
 }
 
 struct ToolDone {
@@ -177,9 +204,29 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                     stats.overlapped_calls += 1;
                 }
                 let t0 = Instant::now();
+                // Async: a search starts the step its turn's row finishes,
+                // not when the call's longest row does.
+                let mut started = vec![false; idx.len()];
                 let outs = {
+                    let counts: Vec<Counts> = idx.iter().map(|&i| Counts::of(&slots[i])).collect();
                     let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
-                    policy.generate(&mut sessions, &params, mix(seed, call))?
+                    if self.cfg.mode == RolloutMode::Async {
+                        policy.generate_streaming(
+                            &mut sessions,
+                            &params,
+                            mix(seed, call),
+                            &mut |k, out| {
+                                if let (Some(c), Some(false)) = (counts.get(k), started.get(k))
+                                    && let Next::Search(action) = self.next_step(c, out, budget)
+                                {
+                                    self.launch(idx[k], action, requests, &tx);
+                                    started[k] = true;
+                                }
+                            },
+                        )?
+                    } else {
+                        policy.generate(&mut sessions, &params, mix(seed, call))?
+                    }
                 };
                 stats.generate += t0.elapsed();
                 stats.generate_calls += 1;
@@ -190,12 +237,22 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                     outs.len(),
                     idx.len()
                 );
-                for (&i, out) in idx.iter().zip(outs) {
-                    if let Some(query) = self.take_turn(&mut slots[i], out, budget) {
+                for ((&i, out), early) in idx.iter().zip(outs).zip(started) {
+                    let query = self.take_turn(&mut slots[i], out, budget);
+                    if early {
+                        // Judged by the same rule on the same turn, so a
+                        // search started early is one `take_turn` asks for.
+                        anyhow::ensure!(
+                            query.is_some(),
+                            "rollout {i}: the policy streamed a turn other than the one it returned"
+                        );
+                        in_flight += 1;
+                        stats.tool_calls += 1;
+                    } else if let Some(query) = query {
                         launches.push((i, query));
                     }
                 }
-                // Async: searches start as soon as their turn is done.
+                // Async: the rest start as soon as the call is done.
                 if self.cfg.mode == RolloutMode::Async {
                     for (i, q) in launches.drain(..) {
                         self.launch(i, q, requests, &tx);
@@ -330,54 +387,59 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
     /// Records a generated turn and decides what happens next; returns the
     /// search to launch, if any.
     fn take_turn<S>(&self, slot: &mut Slot<S>, out: TurnOutput, budget: usize) -> Option<Action> {
+        let next = self.next_step(&Counts::of(slot), &out, budget);
         slot.response_tokens += out.token_ids.len();
         let action = parse_action(&out.text);
-        let finish = out.finish;
         slot.turns.push(TurnRecord {
             text: out.text,
             token_ids: out.token_ids,
             logprobs: out.logprobs,
-            finish,
-            action: action.clone(),
+            finish: out.finish,
+            action,
         });
-        let end = |r| Some(State::Done(r));
-        let next = if finish == FinishReason::Length {
-            if budget < self.cfg.max_turn_tokens {
-                end(EndReason::ResponseTokenLimit)
-            } else {
-                end(EndReason::TurnTokenLimit)
-            }
-        } else {
-            match &action {
-                None => end(EndReason::NoAction),
-                Some(Action::Answer(_)) => end(EndReason::Answered),
-                Some(_) if slot.turns.len() >= self.cfg.max_rounds => end(EndReason::RoundLimit),
-                Some(_) if slot.response_tokens >= self.cfg.max_response_tokens => {
-                    end(EndReason::ResponseTokenLimit)
-                }
-                Some(Action::ImageSearch) if slot.image_searches >= self.cfg.max_image_searches => {
-                    end(EndReason::ImageSearchLimit)
-                }
-                Some(Action::TextSearch(_)) if slot.text_searches >= self.cfg.max_text_searches => {
-                    end(EndReason::TextSearchLimit)
-                }
-                Some(_) => None,
-            }
-        };
         match next {
-            Some(state) => {
-                slot.state = state;
+            Next::End(reason) => {
+                slot.state = State::Done(reason);
                 None
             }
-            None => {
+            Next::Search(action) => {
                 slot.state = State::Waiting;
-                match action.as_ref()? {
+                match &action {
                     Action::ImageSearch => slot.image_searches += 1,
                     Action::TextSearch(_) => slot.text_searches += 1,
-                    Action::Answer(_) => unreachable!(),
+                    Action::Answer(_) => unreachable!("an answer ends the trajectory"),
                 }
-                action
+                Some(action)
             }
+        }
+    }
+
+    /// What a trajectory does after `out`, from its counts before it: the
+    /// one rule for a turn, whether judged as its row finishes (async) or
+    /// after the call.
+    fn next_step(&self, c: &Counts, out: &TurnOutput, budget: usize) -> Next {
+        let cfg = &self.cfg;
+        if out.finish == FinishReason::Length {
+            return Next::End(if budget < cfg.max_turn_tokens {
+                EndReason::ResponseTokenLimit
+            } else {
+                EndReason::TurnTokenLimit
+            });
+        }
+        match parse_action(&out.text) {
+            None => Next::End(EndReason::NoAction),
+            Some(Action::Answer(_)) => Next::End(EndReason::Answered),
+            Some(_) if c.turns + 1 >= cfg.max_rounds => Next::End(EndReason::RoundLimit),
+            Some(_) if c.response_tokens + out.token_ids.len() >= cfg.max_response_tokens => {
+                Next::End(EndReason::ResponseTokenLimit)
+            }
+            Some(Action::ImageSearch) if c.image_searches >= cfg.max_image_searches => {
+                Next::End(EndReason::ImageSearchLimit)
+            }
+            Some(Action::TextSearch(_)) if c.text_searches >= cfg.max_text_searches => {
+                Next::End(EndReason::TextSearchLimit)
+            }
+            Some(action) => Next::Search(action),
         }
     }
 

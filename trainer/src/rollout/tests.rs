@@ -1,7 +1,8 @@
 //! Engine tests on a scripted policy and in-process fake tools.
 
 use super::*;
-use crate::policy::{Segment, Transcript};
+use crate::policy::{Policy, Segment, Transcript};
+use crate::protocol::{Action, parse_action};
 use crate::testkit::{
     ChatTokens, IM_END, IM_START, IMAGE_PAD, ScriptedPolicy, VISION_END, VISION_START,
 };
@@ -462,4 +463,123 @@ fn async_lingers_for_sibling_results_then_generates_them_together() {
     // A gap over the linger is not waited out.
     let calls = run(1);
     assert!(calls.len() >= 5, "1 ms linger, 5 ms gaps: {calls:?}");
+}
+
+/// Counts the searches started so far; each answers at once.
+struct CountingTools(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SearchTools for CountingTools {
+    fn image_search<'a>(&'a self, _: &'a ImageQuery) -> ToolFuture<'a> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { ToolObservation::text("an image result") })
+    }
+    fn text_search<'a>(&'a self, _: &'a str) -> ToolFuture<'a> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { ToolObservation::text("a text result") })
+    }
+}
+
+/// After each streamed search turn, waits (up to `wait`) for that search to
+/// start, and notes whether it started while the call was still decoding.
+struct Probe {
+    inner: ScriptedPolicy,
+    started: Arc<std::sync::atomic::AtomicUsize>,
+    wait: Duration,
+    during: Vec<bool>,
+}
+
+impl Policy for Probe {
+    type Session = crate::testkit::ScriptedSession;
+
+    fn open(&mut self, user: &[Segment]) -> anyhow::Result<Self::Session> {
+        self.inner.open(user)
+    }
+    fn push_user(&mut self, s: &mut Self::Session, user: &[Segment]) -> anyhow::Result<()> {
+        self.inner.push_user(s, user)
+    }
+    fn generate(
+        &mut self,
+        sessions: &mut [&mut Self::Session],
+        p: &crate::policy::SampleParams,
+        seed: u64,
+    ) -> anyhow::Result<Vec<crate::policy::TurnOutput>> {
+        self.generate_streaming(sessions, p, seed, &mut |_, _| {})
+    }
+    fn generate_streaming(
+        &mut self,
+        sessions: &mut [&mut Self::Session],
+        p: &crate::policy::SampleParams,
+        seed: u64,
+        on_done: &mut dyn FnMut(usize, &crate::policy::TurnOutput),
+    ) -> anyhow::Result<Vec<crate::policy::TurnOutput>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (started, wait, during) = (&self.started, self.wait, &mut self.during);
+        self.inner
+            .generate_streaming(sessions, p, seed, &mut |k, out| {
+                let before = started.load(SeqCst);
+                on_done(k, out);
+                if matches!(
+                    parse_action(&out.text),
+                    Some(Action::ImageSearch | Action::TextSearch(_))
+                ) {
+                    let t0 = std::time::Instant::now();
+                    while started.load(SeqCst) == before && t0.elapsed() < wait {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    during.push(started.load(SeqCst) > before);
+                }
+            })
+    }
+    fn push_assistant(&mut self, s: &mut Self::Session, text: &str) -> anyhow::Result<()> {
+        self.inner.push_assistant(s, text)
+    }
+    fn transcript<'s>(&self, s: &'s Self::Session) -> &'s Transcript {
+        self.inner.transcript(s)
+    }
+}
+
+/// Async starts a turn's search the moment its row finishes, while the
+/// call's longer rows still decode, and only once; sync waits for the round.
+#[test]
+fn async_starts_a_search_while_its_call_still_decodes() {
+    let rt = runtime();
+    let long = format!("<reason>{}</reason><answer>y</answer>", "x".repeat(200));
+    let reqs = vec![request("img,ans"), request(&long), request("txt,ans")];
+    let run = |mode, wait| {
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cfg = RolloutConfig {
+            mode,
+            ..Default::default()
+        };
+        let eng = RolloutEngine::new(
+            cfg,
+            Arc::new(Prompts::builtin()),
+            Arc::new(CountingTools(Arc::clone(&started))),
+            rt.handle().clone(),
+        );
+        let mut policy = Probe {
+            inner: ScriptedPolicy::new(script),
+            started: Arc::clone(&started),
+            wait,
+            during: Vec::new(),
+        };
+        let (t, s) = eng.run(&mut policy, &reqs, 0).unwrap();
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(s.tool_calls, 2);
+        (t, policy.during)
+    };
+    let (ta, during) = run(RolloutMode::Async, Duration::from_secs(5));
+    assert_eq!(
+        during,
+        vec![true, true],
+        "async: both searches start mid-call"
+    );
+    let (ts, during) = run(RolloutMode::Sync, Duration::from_millis(50));
+    assert_eq!(during, vec![false, false], "sync: after the call");
+    for (a, s) in ta.iter().zip(&ts) {
+        assert_eq!(a.end, EndReason::Answered);
+        assert_eq!(a.turn_texts(), s.turn_texts());
+        assert_eq!(a.transcript.tokens, s.transcript.tokens);
+        assert_eq!(a.observations, s.observations);
+    }
 }

@@ -11,4 +11,4 @@ mod scripted;
 pub use bigram::BigramPolicy;
 pub use chat::{ChatTokens, IM_END, IM_START, IMAGE_PAD, VISION_END, VISION_START};
 pub use files::files_under;
-pub use scripted::ScriptedPolicy;
+pub use scripted::{ScriptedPolicy, ScriptedSession};

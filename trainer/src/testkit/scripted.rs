@@ -1,6 +1,7 @@
 //! A policy that "generates" scripted turn texts, for testing the rollout
 //! engine without a model. It can charge a generation cost per token of the
-//! longest sequence in a batch, as batched decoding does.
+//! longest sequence in a batch, as batched decoding does, and hands each
+//! row on as its tokens are done.
 
 use super::chat::{ChatTokens, IM_END};
 use crate::policy::{FinishReason, Policy, SampleParams, Segment, Transcript, TurnOutput};
@@ -73,7 +74,19 @@ impl Policy for ScriptedPolicy {
         &mut self,
         sessions: &mut [&mut ScriptedSession],
         p: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<TurnOutput>> {
+        self.generate_streaming(sessions, p, seed, &mut |_, _| {})
+    }
+
+    /// Rows finish in order of length, as batched decoding ends them; with
+    /// a cost, each after its own tokens' worth of time.
+    fn generate_streaming(
+        &mut self,
+        sessions: &mut [&mut ScriptedSession],
+        p: &SampleParams,
         _seed: u64,
+        on_done: &mut dyn FnMut(usize, &TurnOutput),
     ) -> Result<Vec<TurnOutput>> {
         self.calls.push(sessions.len());
         let mut outs = Vec::with_capacity(sessions.len());
@@ -103,9 +116,16 @@ impl Policy for ScriptedPolicy {
                 finish,
             });
         }
-        let longest = outs.iter().map(|o| o.token_ids.len()).max().unwrap_or(0);
-        if !self.per_token.is_zero() {
-            std::thread::sleep(self.per_token * longest as u32);
+        let mut order: Vec<usize> = (0..outs.len()).collect();
+        order.sort_by_key(|&k| (outs[k].token_ids.len(), k));
+        let mut decoded = 0;
+        for k in order {
+            let len = outs[k].token_ids.len();
+            if !self.per_token.is_zero() {
+                std::thread::sleep(self.per_token * (len - decoded) as u32);
+            }
+            decoded = len;
+            on_done(k, &outs[k]);
         }
         Ok(outs)
     }
