@@ -38,6 +38,20 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
         (32, 32)
     );
     assert_eq!(r.on_demand.sync_run.tool_calls, 16);
+    // The same shapes with turns of random length: the same searches, and
+    // turns that end before the budget (the fixed batch's all reach it).
+    let varied = r.on_demand_varied.as_ref().expect("stop_chance > 0");
+    assert_eq!(
+        (varied.async_run.tool_calls, varied.sync_run.tool_calls),
+        (16, 16)
+    );
+    for m in [&varied.async_run, &varied.sync_run] {
+        assert!(
+            m.generated_tokens < r.on_demand.sync_run.generated_tokens * 4 / 5,
+            "{m:?} against {:?}",
+            r.on_demand.sync_run
+        );
+    }
     assert_eq!(r.rag.sync_run.overlapped_calls, 0);
     assert!(
         r.rag.async_run.overlapped_calls > 0,

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// `rollout` only: tokens per generated turn (a random model never stops early).
     #[arg(long)]
     pub max_turn_tokens: Option<usize>,
+    /// `rollout` only: the chance each token ends a turn in the varied
+    /// on-demand batch (0: skip that batch).
+    #[arg(long)]
+    pub stop_chance: Option<f64>,
     /// `rollout` only: sessions per generation call.
     #[arg(long)]
     pub max_batch: Option<usize>,
@@ -84,6 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             opts.prompts = args.prompts.unwrap_or(opts.prompts);
             opts.n = args.n.unwrap_or(opts.n);
             opts.max_turn_tokens = args.max_turn_tokens.unwrap_or(opts.max_turn_tokens);
+            opts.stop_chance = args.stop_chance.unwrap_or(opts.stop_chance);
             opts.max_batch = args.max_batch.unwrap_or(opts.max_batch);
             opts.batch_linger_ms = args.batch_linger_ms.unwrap_or(opts.batch_linger_ms);
             if let Some(ms) = args.tool_latency_ms {

@@ -57,6 +57,9 @@ pub enum Workload {
     Rag,
     /// The four valid formats in turn.
     OnDemand,
+    /// The same, on a copy of the model whose turns end at random lengths
+    /// (see [`RolloutBenchOptions::stop_chance`]), as a trained policy's do.
+    OnDemandVaried,
 }
 
 /// Wraps a policy: it generates each turn (so generation costs what it
@@ -95,7 +98,7 @@ impl<P: Policy> Policy for ForcedActions<P> {
     fn open(&mut self, user: &[Segment]) -> Result<Self::Session> {
         let pattern = match self.workload {
             Workload::Rag => PATTERNS[3],
-            Workload::OnDemand => PATTERNS[self.opened % PATTERNS.len()],
+            Workload::OnDemand | Workload::OnDemandVaried => PATTERNS[self.opened % PATTERNS.len()],
         };
         self.opened += 1;
         Ok(ForcedSession {
@@ -115,11 +118,34 @@ impl<P: Policy> Policy for ForcedActions<P> {
         params: &SampleParams,
         seed: u64,
     ) -> Result<Vec<TurnOutput>> {
-        let mut inner: Vec<&mut P::Session> = sessions.iter_mut().map(|s| &mut s.inner).collect();
-        let mut outs = self.inner.generate(&mut inner, params, seed)?;
-        for (s, out) in sessions.iter_mut().zip(&mut outs) {
-            out.text = s.pattern[s.turn.min(s.pattern.len() - 1)].to_string();
+        self.generate_streaming(sessions, params, seed, &mut |_, _| {})
+    }
+
+    fn generate_streaming(
+        &mut self,
+        sessions: &mut [&mut Self::Session],
+        params: &SampleParams,
+        seed: u64,
+        on_done: &mut dyn FnMut(usize, &TurnOutput),
+    ) -> Result<Vec<TurnOutput>> {
+        let forced: Vec<&'static str> = sessions
+            .iter()
+            .map(|s| s.pattern[s.turn.min(s.pattern.len() - 1)])
+            .collect();
+        let force = |k: usize, out: &mut TurnOutput| {
+            out.text = forced[k].to_string();
             out.finish = FinishReason::Stop;
+        };
+        let mut inner: Vec<&mut P::Session> = sessions.iter_mut().map(|s| &mut s.inner).collect();
+        let mut outs = self
+            .inner
+            .generate_streaming(&mut inner, params, seed, &mut |k, out| {
+                let mut out = out.clone();
+                force(k, &mut out);
+                on_done(k, &out);
+            })?;
+        for (k, (s, out)) in sessions.iter_mut().zip(&mut outs).enumerate() {
+            force(k, out);
             s.turn += 1;
         }
         Ok(outs)
@@ -143,6 +169,12 @@ pub struct RolloutBenchOptions {
     pub prompts: usize,
     pub n: usize,
     pub max_turn_tokens: usize,
+    /// For the varied workload: the chance that each generated token ends
+    /// the turn (0: that workload is not run). A random model almost never
+    /// stops, so the other workloads' turns are all `max_turn_tokens` long
+    /// and a call's rows finish together; here they finish apart, and async
+    /// starts each search the step its row finishes.
+    pub stop_chance: f64,
     /// Sessions per generation call (0: no cap), as GPU memory imposes.
     pub max_batch: usize,
     /// Async's wait for sibling search results (`rollout.batch_linger_ms`).
@@ -177,6 +209,7 @@ impl Default for RolloutBenchOptions {
             prompts: 8,
             n: 4,
             max_turn_tokens: 32,
+            stop_chance: 1.0 / 16.0,
             max_batch: 8,
             batch_linger_ms: RolloutConfig::default().batch_linger_ms,
             tool_latency: Duration::from_millis(200),
@@ -250,6 +283,10 @@ pub struct RolloutBenchReport {
     pub async_speedup: f64,
     pub rag: ModeComparison,
     pub on_demand: ModeComparison,
+    pub stop_chance: f64,
+    /// The on-demand batch with turns of random length (`stop_chance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_varied: Option<ModeComparison>,
     pub grpo_trajectories: usize,
     pub grpo_response_tokens: usize,
     /// Best of the timed steps (robust to other load on the machine).
@@ -649,6 +686,37 @@ fn write_batch(
     Ok(())
 }
 
+/// Copies the model dir `from` to `to`, listing about `chance` × vocab
+/// plain-text ids as end-of-turn in its generation_config.json: the random
+/// model's next token is near uniform, so each one ends the turn with about
+/// that chance.
+fn with_stop_chance(from: &Path, to: &Path, chance: f64, policy: &QwenVlPolicy) -> Result<()> {
+    ensure!(
+        (0.0..=1.0).contains(&chance),
+        "stop chance {chance} is not in [0, 1]"
+    );
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        std::fs::copy(&path, to.join(path.file_name().context("a file")?))
+            .with_context(|| format!("copying {}", path.display()))?;
+    }
+    let vocab = policy.model().cfg.text.vocab_size as f64;
+    // The byte-level vocabulary comes first; the added tokens follow it.
+    let plain = policy
+        .tokenizer()
+        .token_id("<|endoftext|>")
+        .context("the tiny tokenizer has no <|endoftext|>")?;
+    let k = ((chance * vocab).round() as i64).clamp(0, plain);
+    let mut eos = vec![policy.tokenizer().im_end];
+    eos.extend((0..k).map(|i| i * plain / k.max(1)));
+    let path = to.join("generation_config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config["eos_token_id"] = serde_json::json!(eos);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
 /// Both halves on the tiny Qwen2.5-VL, each mode and the GRPO step from
 /// the same weights.
 pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchReport> {
@@ -658,6 +726,14 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
     let make = || QwenVlPolicy::load(&weights, &opts);
     let rag = rollout_modes(&make, o, Workload::Rag, handle)?;
     let on_demand = rollout_modes(&make, o, Workload::OnDemand, handle)?;
+    let on_demand_varied = if o.stop_chance > 0.0 {
+        let varied = dir.path().join("weights-varied");
+        with_stop_chance(&weights, &varied, o.stop_chance, &policy)?;
+        let make = || QwenVlPolicy::load(&varied, &opts);
+        Some(rollout_modes(&make, o, Workload::OnDemandVaried, handle)?)
+    } else {
+        None
+    };
     let g = grpo_vs_torch(policy, o, handle)?;
     let (device, dtype) = o.target.torch_names()?;
     Ok(RolloutBenchReport {
@@ -673,6 +749,8 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         async_speedup: rag.async_speedup,
         rag,
         on_demand,
+        stop_chance: o.stop_chance,
+        on_demand_varied,
         grpo_trajectories: o.grpo_trajectories,
         grpo_response_tokens: g.response_tokens,
         grpo_step_ms: g.ours.best_ms,
@@ -697,6 +775,13 @@ pub fn print_table(r: &RolloutBenchReport) {
         r.batch_linger_ms
     );
     for c in [&r.rag, &r.on_demand] {
+        print_modes(c);
+    }
+    if let Some(c) = &r.on_demand_varied {
+        println!(
+            "  (OnDemandVaried: each generated token ends the turn with chance {:.3})",
+            r.stop_chance
+        );
         print_modes(c);
     }
     println!(
