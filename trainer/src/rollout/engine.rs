@@ -3,11 +3,12 @@
 //!
 //! The model stays on the calling thread (policies are not `Sync`); searches
 //! run as tokio tasks and report back over a channel. In async mode each
-//! trajectory moves on its own: a turn launches its search the decode step
-//! its row finishes (`Policy::generate_streaming`), while the call's longer
-//! rows go on, and every generation call batches whatever is ready. In sync mode (the
-//! seed's scheme) a round generates for all, then runs all searches, then
-//! starts the next round.
+//! trajectory moves on its own: a finished turn launches its search at once
+//! (with `early_search_start`, the decode step its row finishes, through
+//! `Policy::generate_streaming`, while the call's longer rows go on), and
+//! every generation call batches whatever is ready. In sync mode (the seed's
+//! scheme) a round generates for all, then runs all searches, then starts
+//! the next round.
 
 use super::config::{RolloutConfig, RolloutMode};
 use super::prompts::Prompts;
@@ -204,13 +205,13 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                     stats.overlapped_calls += 1;
                 }
                 let t0 = Instant::now();
-                // Async: a search starts the step its turn's row finishes,
-                // not when the call's longest row does.
+                // `early_search_start`: a search starts the step its turn's
+                // row finishes, not when the call's longest row does.
                 let mut started = vec![false; idx.len()];
                 let outs = {
                     let counts: Vec<Counts> = idx.iter().map(|&i| Counts::of(&slots[i])).collect();
                     let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
-                    if self.cfg.mode == RolloutMode::Async {
+                    if self.cfg.mode == RolloutMode::Async && self.cfg.early_search_start {
                         policy.generate_streaming(
                             &mut sessions,
                             &params,

@@ -538,17 +538,19 @@ impl Policy for Probe {
     }
 }
 
-/// Async starts a turn's search the moment its row finishes, while the
-/// call's longer rows still decode, and only once; sync waits for the round.
+/// With `early_search_start`, async starts a turn's search the moment its
+/// row finishes, while the call's longer rows still decode, and only once;
+/// without it, and in sync mode, searches start after the call.
 #[test]
-fn async_starts_a_search_while_its_call_still_decodes() {
+fn early_search_start_starts_a_search_while_its_call_still_decodes() {
     let rt = runtime();
     let long = format!("<reason>{}</reason><answer>y</answer>", "x".repeat(200));
     let reqs = vec![request("img,ans"), request(&long), request("txt,ans")];
-    let run = |mode, wait| {
+    let run = |mode, early, wait| {
         let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let cfg = RolloutConfig {
             mode,
+            early_search_start: early,
             ..Default::default()
         };
         let eng = RolloutEngine::new(
@@ -568,18 +570,17 @@ fn async_starts_a_search_while_its_call_still_decodes() {
         assert_eq!(s.tool_calls, 2);
         (t, policy.during)
     };
-    let (ta, during) = run(RolloutMode::Async, Duration::from_secs(5));
-    assert_eq!(
-        during,
-        vec![true, true],
-        "async: both searches start mid-call"
-    );
-    let (ts, during) = run(RolloutMode::Sync, Duration::from_millis(50));
-    assert_eq!(during, vec![false, false], "sync: after the call");
-    for (a, s) in ta.iter().zip(&ts) {
-        assert_eq!(a.end, EndReason::Answered);
-        assert_eq!(a.turn_texts(), s.turn_texts());
-        assert_eq!(a.transcript.tokens, s.transcript.tokens);
-        assert_eq!(a.observations, s.observations);
+    let (te, during) = run(RolloutMode::Async, true, Duration::from_secs(5));
+    assert_eq!(during, vec![true, true], "both searches start mid-call");
+    let short = Duration::from_millis(50);
+    for mode in [RolloutMode::Async, RolloutMode::Sync] {
+        let (t, during) = run(mode, false, short);
+        assert_eq!(during, vec![false, false], "{mode:?}: after the call");
+        for (a, b) in te.iter().zip(&t) {
+            assert_eq!(a.end, EndReason::Answered);
+            assert_eq!(a.turn_texts(), b.turn_texts());
+            assert_eq!(a.transcript.tokens, b.transcript.tokens);
+            assert_eq!(a.observations, b.observations);
+        }
     }
 }
