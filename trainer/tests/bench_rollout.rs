@@ -20,6 +20,8 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
         max_turn_tokens: 16,
         max_batch: 4,
         tool_latency: Duration::from_millis(30),
+        sched_step: Duration::from_micros(500),
+        sched_reason_tokens: 24,
         rollout_repeats: 1,
         grpo_trajectories: 8,
         // Four optimizer steps with a large lr: later mini-batches are
@@ -63,6 +65,16 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
         "two rounds of searches: {}",
         r.sync_ms
     );
+    // The scheduler alone: the same scripted turns in each of its runs.
+    let sc = r.scheduler.as_ref().expect("sched_step > 0");
+    for m in [&sc.async_run, &sc.async_early] {
+        assert_eq!(
+            (m.tool_calls, m.generated_tokens),
+            (sc.sync_run.tool_calls, sc.sync_run.generated_tokens)
+        );
+    }
+    assert_eq!(sc.sync_run.tool_calls, 16);
+    assert!(sc.mean_turn_tokens > 8.0, "{sc:?}");
     assert!(r.grpo_step_ms > 0.0 && r.torch_grpo_step_ms > 0.0);
     assert!(r.grpo_response_tokens > 0);
     // Adam's first steps move each weight by about ±lr whatever its

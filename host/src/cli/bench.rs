@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// (`rollout.batch_linger_ms`; 0: never).
     #[arg(long)]
     pub batch_linger_ms: Option<u64>,
+    /// `rollout` only: the cost of one decode step in the scheduler-only
+    /// runs (a scripted policy), ms (0: skip them).
+    #[arg(long)]
+    pub sched_step_ms: Option<f64>,
     /// `rollout` only: the fake tools' latency, ms.
     #[arg(long)]
     pub tool_latency_ms: Option<u64>,
@@ -91,6 +95,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             opts.stop_chance = args.stop_chance.unwrap_or(opts.stop_chance);
             opts.max_batch = args.max_batch.unwrap_or(opts.max_batch);
             opts.batch_linger_ms = args.batch_linger_ms.unwrap_or(opts.batch_linger_ms);
+            if let Some(ms) = args.sched_step_ms {
+                anyhow::ensure!(
+                    ms.is_finite() && ms >= 0.0,
+                    "--sched-step-ms {ms} is not a duration"
+                );
+                opts.sched_step = std::time::Duration::from_secs_f64(ms / 1e3);
+            }
             if let Some(ms) = args.tool_latency_ms {
                 opts.tool_latency = std::time::Duration::from_millis(ms);
             }

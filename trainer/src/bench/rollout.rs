@@ -6,9 +6,13 @@
 //!   a known search shape whatever the policy has learnt: [`Workload::Rag`]
 //!   (every trajectory image-searches, text-searches, then answers: the most
 //!   rounds the paper's limits allow) for the headline, and
-//!   [`Workload::OnDemand`] (a quarter each of the four valid formats).
-//!   Async cannot beat (first-round generation + 2 × latency): its gain is
-//!   the later rounds' generation hidden behind searches;
+//!   [`Workload::OnDemand`] (a quarter each of the four valid formats), also
+//!   with turns of random length ([`Workload::OnDemandVaried`]). Async
+//!   cannot beat (first-round generation + 2 × latency) by much: its gain
+//!   is the later rounds' generation hidden behind searches;
+//! - the scheduler alone ([`scheduler_runs`]): sync, async, and async with
+//!   `early_search_start`, on a scripted policy whose decode steps cost the
+//!   same at any batch size;
 //! - one GRPO update step (the trainer's own [`grpo_update`]) against an
 //!   equivalent PyTorch implementation (`tests/python/grpo_step.py`) on the
 //!   same weights and batch; the weights after one step are compared too.
@@ -27,6 +31,7 @@ use crate::policy::{
 use crate::rollout::{
     Prompts, RolloutConfig, RolloutEngine, RolloutMode, RolloutRequest, RolloutStats,
 };
+use crate::testkit::ScriptedPolicy;
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
 use crate::train::{AlgoConfig, UpdateSettings, grpo_update};
 use anyhow::{Context, Result, bail, ensure};
@@ -172,11 +177,15 @@ pub struct RolloutBenchOptions {
     /// For the varied workload: the chance that each generated token ends
     /// the turn (0: that workload is not run). A random model almost never
     /// stops, so the other workloads' turns are all `max_turn_tokens` long
-    /// and a call's rows finish together; here they finish apart, and async
-    /// starts each search the step its row finishes.
+    /// and a call's rows finish together; here they finish apart.
     pub stop_chance: f64,
     /// Sessions per generation call (0: no cap), as GPU memory imposes.
     pub max_batch: usize,
+    /// The scheduler-only runs: a scripted policy whose decode steps cost
+    /// this each, whatever the batch (zero: not run).
+    pub sched_step: Duration,
+    /// Their reasons' longest length in tokens (each turn draws 8..=this).
+    pub sched_reason_tokens: usize,
     /// Async's wait for sibling search results (`rollout.batch_linger_ms`).
     pub batch_linger_ms: u64,
     pub tool_latency: Duration,
@@ -211,6 +220,8 @@ impl Default for RolloutBenchOptions {
             max_turn_tokens: 32,
             stop_chance: 1.0 / 16.0,
             max_batch: 8,
+            sched_step: Duration::from_millis(3),
+            sched_reason_tokens: 96,
             batch_linger_ms: RolloutConfig::default().batch_linger_ms,
             tool_latency: Duration::from_millis(200),
             rollout_repeats: 3,
@@ -287,6 +298,8 @@ pub struct RolloutBenchReport {
     /// The on-demand batch with turns of random length (`stop_chance`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_demand_varied: Option<ModeComparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerRuns>,
     pub grpo_trajectories: usize,
     pub grpo_response_tokens: usize,
     /// Best of the timed steps (robust to other load on the machine).
@@ -396,6 +409,109 @@ pub fn rollout_modes<P: Policy>(
         async_bound: sync_run.wall_ms / sync_run.generate_ms.max(first_round + chain),
         async_run,
         sync_run,
+    })
+}
+
+/// The scheduler alone, on the on-demand shapes: a scripted policy whose
+/// decode steps each cost the same whatever the batch size (a GPU's shape at
+/// these sizes; on two CPU cores a step's cost follows its rows), turns of
+/// differing length (as a trained policy's are) and no cap on a call.
+#[derive(Clone, Debug, Serialize)]
+pub struct SchedulerRuns {
+    pub step_ms: f64,
+    pub mean_turn_tokens: f64,
+    pub sync_run: ModeRun,
+    /// Async as configured by default: searches start when their call returns.
+    pub async_run: ModeRun,
+    /// Async with `early_search_start`: as their rows finish.
+    pub async_early: ModeRun,
+    /// sync / async.
+    pub async_speedup: f64,
+    /// async / async with `early_search_start` (above 1: the early start wins).
+    pub early_start_speedup: f64,
+}
+
+/// A turn of `pattern`'s `turn`-th action with a reason of 8..=`longest`
+/// tokens, drawn from the trajectory and turn.
+fn scheduled_turn(k: usize, turn: usize, longest: usize) -> String {
+    let pattern = PATTERNS[k % PATTERNS.len()];
+    let action = pattern[turn.min(pattern.len() - 1)];
+    let span = longest.saturating_sub(8) as u64 + 1;
+    let len = 8 + (crate::rollout::mix(k as u64, turn as u64) % span) as usize;
+    action.replace(
+        "<reason>r</reason>",
+        &format!("<reason>{}</reason>", "r".repeat(len)),
+    )
+}
+
+pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<SchedulerRuns> {
+    ensure!(o.rollout_repeats >= 1, "rollout_repeats must be at least 1");
+    let trajectories = o.prompts * o.n;
+    let reqs: Vec<RolloutRequest> = (0..trajectories)
+        .map(|k| RolloutRequest {
+            id: format!("sched#{k}"),
+            question: format!("q{k}"),
+            image: png(k as u8),
+            image_url: None,
+        })
+        .collect();
+    let longest = o.sched_reason_tokens;
+    let run = |mode, early| -> Result<ModeRun> {
+        let turn_tokens = longest + 64;
+        // No cap on a call: a GPU batches the whole round.
+        let cfg = RolloutConfig {
+            max_turn_tokens: turn_tokens,
+            max_response_tokens: 3 * turn_tokens,
+            max_batch: 0,
+            early_search_start: early,
+            ..rollout_cfg(o, mode)
+        };
+        let engine = RolloutEngine::new(
+            cfg,
+            Arc::new(Prompts::builtin()),
+            fake_tools(o.tool_latency),
+            handle.clone(),
+        );
+        let mut policy = ScriptedPolicy::new(move |text: &str| {
+            // The first turn ends with the question, `q{k}`.
+            let k: usize = text
+                .rsplit("Question: q")
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            (0..3).map(|t| scheduled_turn(k, t, longest)).collect()
+        })
+        .with_cost(o.sched_step);
+        let (trajs, stats) = engine.run(&mut policy, &reqs, 1)?;
+        Ok(ModeRun::new(
+            &stats,
+            trajs.iter().map(|t| t.response_tokens()).sum(),
+        ))
+    };
+    let best = |a: Option<ModeRun>, b: ModeRun| match a {
+        Some(a) if a.wall_ms <= b.wall_ms => Some(a),
+        _ => Some(b),
+    };
+    let (mut sync_run, mut async_run, mut early) = (None, None, None);
+    for _ in 0..o.rollout_repeats {
+        sync_run = best(sync_run, run(RolloutMode::Sync, false)?);
+        async_run = best(async_run, run(RolloutMode::Async, false)?);
+        early = best(early, run(RolloutMode::Async, true)?);
+    }
+    let (sync_run, async_run, async_early) = (
+        sync_run.expect("≥ 1 run"),
+        async_run.expect("≥ 1 run"),
+        early.expect("≥ 1 run"),
+    );
+    let turns = trajectories + sync_run.tool_calls;
+    Ok(SchedulerRuns {
+        step_ms: o.sched_step.as_secs_f64() * 1e3,
+        mean_turn_tokens: sync_run.generated_tokens as f64 / turns as f64,
+        async_speedup: sync_run.wall_ms / async_run.wall_ms,
+        early_start_speedup: async_run.wall_ms / async_early.wall_ms,
+        sync_run,
+        async_run,
+        async_early,
     })
 }
 
@@ -734,6 +850,11 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
     } else {
         None
     };
+    let scheduler = if o.sched_step.is_zero() {
+        None
+    } else {
+        Some(scheduler_runs(o, handle)?)
+    };
     let g = grpo_vs_torch(policy, o, handle)?;
     let (device, dtype) = o.target.torch_names()?;
     Ok(RolloutBenchReport {
@@ -751,6 +872,7 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         on_demand,
         stop_chance: o.stop_chance,
         on_demand_varied,
+        scheduler,
         grpo_trajectories: o.grpo_trajectories,
         grpo_response_tokens: g.response_tokens,
         grpo_step_ms: g.ours.best_ms,
@@ -784,6 +906,19 @@ pub fn print_table(r: &RolloutBenchReport) {
         );
         print_modes(c);
     }
+    if let Some(sc) = &r.scheduler {
+        println!(
+            "  scheduler alone (scripted policy, {:.1} ms a decode step whatever the batch, {:.1} tokens a turn, no cap on a call): async {:.2}x sync; early_search_start {:.2}x async without it",
+            sc.step_ms, sc.mean_turn_tokens, sc.async_speedup, sc.early_start_speedup
+        );
+        for (name, m) in [
+            ("async", &sc.async_run),
+            ("early", &sc.async_early),
+            ("sync", &sc.sync_run),
+        ] {
+            print_run(name, m);
+        }
+    }
     println!(
         "GRPO step: {} trajectories, {} response tokens, best (median) of the timed steps",
         r.grpo_trajectories, r.grpo_response_tokens
@@ -806,15 +941,19 @@ fn print_modes(c: &ModeComparison) {
         c.workload, c.async_speedup, c.async_bound
     );
     for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
-        println!(
-            "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
-            m.wall_ms,
-            m.generate_ms,
-            m.generate_calls,
-            m.overlapped_calls,
-            m.tool_wait_ms,
-            m.tool_calls,
-            m.generated_tokens
-        );
+        print_run(name, m);
     }
+}
+
+fn print_run(name: &str, m: &ModeRun) {
+    println!(
+        "    {name:<5} {:>8.1} ms  (generate {:.1} ms in {} calls, {} overlapped; tools waited {:.1} ms over {} calls; {} tokens)",
+        m.wall_ms,
+        m.generate_ms,
+        m.generate_calls,
+        m.overlapped_calls,
+        m.tool_wait_ms,
+        m.tool_calls,
+        m.generated_tokens
+    );
 }
