@@ -639,12 +639,7 @@ fn the_chat_template_comes_from_any_of_its_files() {
 /// the model dir named, not at the first rollout.
 #[test]
 fn a_chat_template_without_image_slots_is_refused_at_load() {
-    let src = &demo().model;
-    let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
+    let dir = model_copy();
     let cfg_path = dir.path().join("tokenizer_config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
@@ -694,13 +689,19 @@ fn special_tokens_spelled_by_outside_text_stay_text() {
     assert_eq!(hostile, plain);
 }
 
-/// A copy of the demo model dir whose generation_config.json lists `eos`.
-fn with_eos(eos: serde_json::Value) -> tempfile::TempDir {
+/// A copy of the demo model dir, to break a file of.
+fn model_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(&demo().model).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }
+    dir
+}
+
+/// A copy of the demo model dir whose generation_config.json lists `eos`.
+fn with_eos(eos: serde_json::Value) -> tempfile::TempDir {
+    let dir = model_copy();
     let path = dir.path().join("generation_config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
