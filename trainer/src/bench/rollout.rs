@@ -389,10 +389,6 @@ pub fn rollout_modes<P: Policy>(
             trajs.iter().map(|t| t.response_tokens()).sum(),
         ))
     };
-    let best = |a: Option<ModeRun>, b: ModeRun| match a {
-        Some(a) if a.wall_ms <= b.wall_ms => Some(a),
-        _ => Some(b),
-    };
     let (mut fast, mut slow) = (None, None);
     for _ in 0..o.rollout_repeats {
         fast = best(fast, run(RolloutMode::Async)?);
@@ -488,10 +484,6 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
             trajs.iter().map(|t| t.response_tokens()).sum(),
         ))
     };
-    let best = |a: Option<ModeRun>, b: ModeRun| match a {
-        Some(a) if a.wall_ms <= b.wall_ms => Some(a),
-        _ => Some(b),
-    };
     let (mut sync_run, mut async_run, mut early) = (None, None, None);
     for _ in 0..o.rollout_repeats {
         sync_run = best(sync_run, run(RolloutMode::Sync, false)?);
@@ -513,6 +505,15 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
         async_run,
         async_early,
     })
+}
+
+/// The faster of the best run so far and a new one (other load on the
+/// machine only ever adds time).
+fn best(so_far: Option<ModeRun>, run: ModeRun) -> Option<ModeRun> {
+    match so_far {
+        Some(a) if a.wall_ms <= run.wall_ms => Some(a),
+        _ => Some(run),
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
