@@ -171,18 +171,7 @@ pub fn generate_streaming(
     stats: &mut GenStats,
     on_done: &mut dyn FnMut(usize, &Generated),
 ) -> Result<Vec<Generated>> {
-    tch::no_grad(|| generate_inner(model, seqs, params, seed, mode, stats, on_done))
-}
-
-fn generate_inner(
-    model: &QwenVl,
-    seqs: &mut [&mut SeqState],
-    params: &GenParams,
-    seed: u64,
-    mode: Mode,
-    stats: &mut GenStats,
-    on_done: &mut dyn FnMut(usize, &Generated),
-) -> Result<Vec<Generated>> {
+    let _no_grad = tch::no_grad_guard();
     let b = seqs.len();
     if params.max_new_tokens == 0 {
         let none = Generated {

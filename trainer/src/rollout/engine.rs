@@ -208,26 +208,25 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 // `early_search_start`: a search starts the step its turn's
                 // row finishes, not when the call's longest row does.
                 let mut started = vec![false; idx.len()];
-                let outs = {
+                let outs = if self.cfg.mode == RolloutMode::Async && self.cfg.early_search_start {
                     let counts: Vec<Counts> = idx.iter().map(|&i| Counts::of(&slots[i])).collect();
                     let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
-                    if self.cfg.mode == RolloutMode::Async && self.cfg.early_search_start {
-                        policy.generate_streaming(
-                            &mut sessions,
-                            &params,
-                            mix(seed, call),
-                            &mut |k, out| {
-                                if let (Some(c), Some(false)) = (counts.get(k), started.get(k))
-                                    && let Next::Search(action) = self.next_step(c, out, budget)
-                                {
-                                    self.launch(idx[k], action, requests, &tx);
-                                    started[k] = true;
-                                }
-                            },
-                        )?
-                    } else {
-                        policy.generate(&mut sessions, &params, mix(seed, call))?
-                    }
+                    policy.generate_streaming(
+                        &mut sessions,
+                        &params,
+                        mix(seed, call),
+                        &mut |k, out| {
+                            if let (Some(c), Some(false)) = (counts.get(k), started.get(k))
+                                && let Next::Search(action) = self.next_step(c, out, budget)
+                            {
+                                self.launch(idx[k], action, requests, &tx);
+                                started[k] = true;
+                            }
+                        },
+                    )?
+                } else {
+                    let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
+                    policy.generate(&mut sessions, &params, mix(seed, call))?
                 };
                 stats.generate += t0.elapsed();
                 stats.generate_calls += 1;
