@@ -83,6 +83,22 @@ impl Transcript {
     }
 }
 
+/// A session starting an assistant turn in a continuous decode.
+pub struct Join<S> {
+    /// The caller's name for the session, handed back with its turn.
+    pub key: usize,
+    pub session: S,
+    /// This turn's token budget (`SampleParams::max_new_tokens` is unused).
+    pub max_new_tokens: usize,
+}
+
+/// A session whose turn a continuous decode finished, handed back.
+pub struct Left<S> {
+    pub key: usize,
+    pub session: S,
+    pub turn: TurnOutput,
+}
+
 /// A policy the rollout engine can drive. Not `Sync`: one thread owns the
 /// model; tool calls run elsewhere while it generates for other sessions.
 pub trait Policy {
@@ -122,6 +138,60 @@ pub trait Policy {
             on_done(k, out);
         }
         Ok(outs)
+    }
+
+    /// Continuous batching, one decode step per call: `join` joins the
+    /// running decode (its prompts prefilled, together), every row then
+    /// samples a token, and the sessions whose turn ended leave it, handed
+    /// back; the others keep decoding at the next call. So a session whose
+    /// search has returned joins at the next step instead of waiting for
+    /// the longest row of a call. `seed` seeds the joining rows (row k as
+    /// `generate` seeds row k). Sampling settings must not change while
+    /// rows decode. The default, for policies that decode in whole calls,
+    /// runs `join` as `generate` calls, one per budget: every turn leaves.
+    fn decode_step(
+        &mut self,
+        join: Vec<Join<Self::Session>>,
+        params: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<Left<Self::Session>>> {
+        let mut by_budget: Vec<Vec<Join<Self::Session>>> = Vec::new();
+        for j in join {
+            match by_budget
+                .iter_mut()
+                .find(|g| g[0].max_new_tokens == j.max_new_tokens)
+            {
+                Some(g) => g.push(j),
+                None => by_budget.push(vec![j]),
+            }
+        }
+        let mut left = Vec::new();
+        for (g, mut group) in by_budget.into_iter().enumerate() {
+            let p = SampleParams {
+                max_new_tokens: group[0].max_new_tokens,
+                ..params.clone()
+            };
+            let mut sessions: Vec<&mut Self::Session> =
+                group.iter_mut().map(|j| &mut j.session).collect();
+            let turns = self.generate(&mut sessions, &p, seed ^ g as u64)?;
+            anyhow::ensure!(
+                turns.len() == group.len(),
+                "policy returned {} turns for {} sessions",
+                turns.len(),
+                group.len()
+            );
+            left.extend(group.into_iter().zip(turns).map(|(j, turn)| Left {
+                key: j.key,
+                session: j.session,
+                turn,
+            }));
+        }
+        Ok(left)
+    }
+
+    /// Rows a continuous decode holds (sessions joined and not yet left).
+    fn decoding(&self) -> usize {
+        0
     }
 
     /// Append a given assistant turn (teacher forcing, e.g. SFT data or a

@@ -792,3 +792,139 @@ fn eos_ids_end_turns_and_rows_stream_as_they_finish() {
         "{err}"
     );
 }
+
+/// Continuous batching: sessions join the running decode at different
+/// steps, with different budgets, and leave as they end. Each greedy turn
+/// is the one `generate` gives the session alone, its sampled log-probs are
+/// its transcript's teacher-forced scores, and the cache it leaves behind
+/// carries the next turn as `generate`'s does.
+#[test]
+fn continuous_decode_equals_generating_each_session_alone() {
+    use mmsr_trainer::policy::{Join, Left};
+    let mut p = policy(PolicyOptions::default());
+    let prompts: Vec<Vec<Segment>> = vec![
+        vec![image(0), text("Which town has this emblem?")],
+        vec![text("Name a town.")],
+        vec![
+            image(1),
+            text("A longer question about the emblem of a town in a region far away."),
+        ],
+    ];
+    // (joins at step, budget)
+    let plan = [(0usize, 9usize), (2, 4), (4, 7)];
+    let follow = vec![
+        text("<information>\n"),
+        image(2),
+        text("\n</information>\nNow answer."),
+    ];
+    // Alone, through `generate`: two turns each.
+    let mut want = Vec::new();
+    for (u, &(_, budget)) in prompts.iter().zip(&plan) {
+        let mut s = p.open(u).unwrap();
+        let first = p.generate(&mut [&mut s], &greedy(budget), 0).unwrap();
+        p.push_user(&mut s, &follow).unwrap();
+        let second = p.generate(&mut [&mut s], &greedy(6), 0).unwrap();
+        want.push((
+            first[0].token_ids.clone(),
+            second[0].token_ids.clone(),
+            p.transcript(&s).clone(),
+        ));
+    }
+    let mut waiting: Vec<_> = prompts.iter().map(|u| Some(p.open(u).unwrap())).collect();
+    let mut done: Vec<Option<Left<_>>> = (0..3).map(|_| None).collect();
+    let mut step = 0;
+    let mut most = 0;
+    while done.iter().any(Option::is_none) {
+        let join: Vec<Join<_>> = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at == step)
+            .map(|(k, &(_, budget))| Join {
+                key: k,
+                session: waiting[k].take().unwrap(),
+                max_new_tokens: budget,
+            })
+            .collect();
+        for l in p.decode_step(join, &greedy(0), 3).unwrap() {
+            let k = l.key;
+            done[k] = Some(l);
+        }
+        most = most.max(p.decoding());
+        step += 1;
+        assert!(step < 100, "the decode does not end");
+    }
+    assert_eq!(p.decoding(), 0);
+    assert_eq!(most, 3, "all three decoded together at some step");
+    let mut sessions = Vec::new();
+    for (k, l) in done.into_iter().enumerate() {
+        let l = l.unwrap();
+        assert_eq!(l.turn.token_ids, want[k].0, "session {k}'s first turn");
+        assert!(l.turn.token_ids.len() <= plan[k].1);
+        sessions.push(l.session);
+    }
+    // The second turn continues from the caches the decode left, all joining at once.
+    for s in sessions.iter_mut() {
+        p.push_user(s, &follow).unwrap();
+    }
+    let join: Vec<Join<_>> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(key, session)| Join {
+            key,
+            session,
+            max_new_tokens: 6,
+        })
+        .collect();
+    let mut second: Vec<Option<Left<_>>> = (0..3).map(|_| None).collect();
+    let mut join = Some(join);
+    while second.iter().any(Option::is_none) {
+        for l in p
+            .decode_step(join.take().unwrap_or_default(), &greedy(0), 4)
+            .unwrap()
+        {
+            let k = l.key;
+            second[k] = Some(l);
+        }
+    }
+    let mut ts = Vec::new();
+    for (k, l) in second.into_iter().enumerate() {
+        let l = l.unwrap();
+        assert_eq!(l.turn.token_ids, want[k].1, "session {k}'s second turn");
+        let t = p.transcript(&l.session).clone();
+        assert_eq!(t.tokens, want[k].2.tokens, "session {k}'s transcript");
+        assert_eq!(t.response_mask, want[k].2.response_mask);
+        ts.push(t);
+    }
+    let _ = sampled_match_scored(&mut p, &ts, 1.0, &[0, 0, 0]);
+    // Sampling settings are the decode's for its life.
+    let s1 = p.open(&[text("One")]).unwrap();
+    let s2 = p.open(&[text("Two")]).unwrap();
+    p.decode_step(
+        vec![Join {
+            key: 0,
+            session: s1,
+            max_new_tokens: 5,
+        }],
+        &greedy(0),
+        0,
+    )
+    .unwrap();
+    let Err(err) = p.decode_step(
+        vec![Join {
+            key: 1,
+            session: s2,
+            max_new_tokens: 5,
+        }],
+        &SampleParams {
+            temperature: 0.5,
+            ..greedy(0)
+        },
+        0,
+    ) else {
+        panic!("a decode step with other sampling settings was taken");
+    };
+    assert!(
+        format!("{err:#}").contains("sampling settings changed"),
+        "{err:#}"
+    );
+}

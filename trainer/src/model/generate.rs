@@ -119,6 +119,11 @@ impl SeqState {
         &self.pending
     }
 
+    /// Frees the cache once a continuous decode holds a copy of it.
+    pub(super) fn drop_cache(&mut self) {
+        self.cache.clear();
+    }
+
     /// The position the next token gets (text resumes here).
     pub fn next_pos(&self) -> i64 {
         self.next_pos
@@ -136,14 +141,15 @@ struct Row {
 }
 
 /// A row taken out of the batch: its output and its new compact cache.
-struct Finished {
-    out: Generated,
-    cache: Vec<(Tensor, Tensor)>,
-    cached: usize,
-    last_pos: i64,
+pub(super) struct Finished {
+    pub out: Generated,
+    pub cache: Vec<(Tensor, Tensor)>,
+    pub cached: usize,
+    /// The position of the last sampled token, which is not fed yet.
+    pub last_pos: i64,
 }
 
-fn row_seed(seed: u64, k: usize) -> u64 {
+pub(super) fn row_seed(seed: u64, k: usize) -> u64 {
     seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -194,75 +200,20 @@ pub fn generate_streaming(
         );
     }
     let device = model.device();
-    let kind = model.kind();
     let layers = model.text.layers.len();
-    let (kvh, hd) = (model.cfg.num_kv_heads() as i64, model.cfg.head_dim() as i64);
-    let c_max = seqs.iter().map(|s| s.cached).max().unwrap_or(0) as i64;
-    let n = seqs.iter().map(|s| s.pending.len()).max().unwrap_or(0) as i64;
     let new = params.max_new_tokens as i64;
-    let cap = c_max + n + new;
+    let Prefilled {
+        mut k_buf,
+        mut v_buf,
+        valid,
+        layout: Layout { c_max, n, cap },
+        mut logits,
+    } = prefill_batch(model, seqs, new, params.share_prefill, mode, stats)?;
     let bi = b as i64;
-
-    let mut k_buf: Vec<Tensor> = (0..layers)
-        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
-        .collect();
-    let mut v_buf: Vec<Tensor> = (0..layers)
-        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
-        .collect();
-    let mut valid = vec![false; b * cap as usize];
-    for (i, s) in seqs.iter().enumerate() {
-        let c = s.cached as i64;
-        if c > 0 {
-            for l in 0..layers {
-                k_buf[l]
-                    .get(i as i64)
-                    .narrow(1, c_max - c, c)
-                    .copy_(&s.cache[l].0);
-                v_buf[l]
-                    .get(i as i64)
-                    .narrow(1, c_max - c, c)
-                    .copy_(&s.cache[l].1);
-            }
-        }
-        let row = &mut valid[i * cap as usize..(i + 1) * cap as usize];
-        row[(c_max - c) as usize..c_max as usize].fill(true);
-        let p = s.pending.len() as i64;
-        row[(c_max + n - p) as usize..(c_max + n) as usize].fill(true);
-    }
-
     // Without gaps in the layout, decode steps need no mask at all.
     let gaps = seqs
         .iter()
         .any(|s| (s.cached as i64) < c_max || (s.pending.len() as i64) < n);
-
-    // Prefill. Rows that start the same prompt (a GRPO group's n rollouts
-    // of one question) are computed once and their keys/values copied.
-    let t0 = std::time::Instant::now();
-    let layout = Layout { c_max, n, cap };
-    let (reps, map) = if params.share_prefill {
-        distinct_prompts(seqs)
-    } else {
-        ((0..b).collect(), (0..bi).collect())
-    };
-    let mut logits = if reps.len() == b {
-        prefill(model, seqs, &reps, (&k_buf, &v_buf), &valid, layout, mode)?
-    } else {
-        let reps_t = Tensor::from_slice(&reps.iter().map(|&r| r as i64).collect::<Vec<_>>())
-            .to_device(device);
-        let map_t = Tensor::from_slice(&map).to_device(device);
-        let k_sub: Vec<Tensor> = k_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
-        let v_sub: Vec<Tensor> = v_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
-        let logits = prefill(model, seqs, &reps, (&k_sub, &v_sub), &valid, layout, mode)?;
-        for l in 0..layers {
-            k_buf[l] = k_sub[l].index_select(0, &map_t);
-            v_buf[l] = v_sub[l].index_select(0, &map_t);
-        }
-        logits.index_select(0, &map_t)
-    };
-    let computed: usize = reps.iter().map(|&r| seqs[r].pending.len()).sum();
-    stats.prefill_tokens += computed;
-    stats.prefill_shared += seqs.iter().map(|s| s.pending.len()).sum::<usize>() - computed;
-    stats.prefill_secs += t0.elapsed().as_secs_f64();
 
     let t1 = std::time::Instant::now();
     let mut valid_t = Tensor::from_slice(&valid).view([bi, cap]).to_device(device);
@@ -375,12 +326,22 @@ pub fn generate_streaming(
 
     let mut outs = Vec::with_capacity(b);
     for (k, s) in seqs.iter_mut().enumerate() {
+        let fin = done[k].take().expect("every row finishes");
+        outs.push(fin.settle(s));
+    }
+    Ok(outs)
+}
+
+impl Finished {
+    /// Makes `s` continue from this row: its new compact cache, and the
+    /// last sampled token (not fed yet) pending.
+    pub(super) fn settle(self, s: &mut SeqState) -> Generated {
         let Finished {
             out,
             cache,
             cached,
             last_pos,
-        } = done[k].take().expect("every row finishes");
+        } = self;
         s.cache = cache;
         s.cached = cached;
         s.pending.clear();
@@ -391,17 +352,111 @@ pub fn generate_streaming(
             s.pending_pos.push([last_pos; 3]);
             s.next_pos = last_pos + 1;
         }
-        outs.push(out);
+        out
     }
-    Ok(outs)
 }
 
 /// The batch buffers' shape: C_max cached columns, N pending, `cap` in all.
 #[derive(Clone, Copy)]
-struct Layout {
-    c_max: i64,
-    n: i64,
-    cap: i64,
+pub(super) struct Layout {
+    pub c_max: i64,
+    pub n: i64,
+    pub cap: i64,
+}
+
+/// A batch laid out and prefilled: per layer (k, v) buffers of
+/// `[B, kv_heads, cap, head_dim]`, which columns of each row hold a token
+/// (`[B × cap]`), and each row's next-token logits.
+pub(super) struct Prefilled {
+    pub k_buf: Vec<Tensor>,
+    pub v_buf: Vec<Tensor>,
+    pub valid: Vec<bool>,
+    pub layout: Layout,
+    pub logits: Tensor,
+}
+
+/// Lays `seqs` out (caches ending at C_max, pending tokens at C_max + N,
+/// `extra` free columns after) and prefills their pending tokens in one
+/// forward; with `share`, rows that start the same prompt (a GRPO group's n
+/// rollouts of one question) are computed once and their keys/values copied.
+pub(super) fn prefill_batch(
+    model: &QwenVl,
+    seqs: &[&mut SeqState],
+    extra: i64,
+    share: bool,
+    mode: Mode,
+    stats: &mut GenStats,
+) -> Result<Prefilled> {
+    let b = seqs.len();
+    let device = model.device();
+    let kind = model.kind();
+    let layers = model.text.layers.len();
+    let (kvh, hd) = (model.cfg.num_kv_heads() as i64, model.cfg.head_dim() as i64);
+    let c_max = seqs.iter().map(|s| s.cached).max().unwrap_or(0) as i64;
+    let n = seqs.iter().map(|s| s.pending.len()).max().unwrap_or(0) as i64;
+    let cap = c_max + n + extra;
+    let bi = b as i64;
+
+    let mut k_buf: Vec<Tensor> = (0..layers)
+        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
+        .collect();
+    let mut v_buf: Vec<Tensor> = (0..layers)
+        .map(|_| Tensor::zeros([bi, kvh, cap, hd], (kind, device)))
+        .collect();
+    let mut valid = vec![false; b * cap as usize];
+    for (i, s) in seqs.iter().enumerate() {
+        let c = s.cached as i64;
+        if c > 0 {
+            for l in 0..layers {
+                k_buf[l]
+                    .get(i as i64)
+                    .narrow(1, c_max - c, c)
+                    .copy_(&s.cache[l].0);
+                v_buf[l]
+                    .get(i as i64)
+                    .narrow(1, c_max - c, c)
+                    .copy_(&s.cache[l].1);
+            }
+        }
+        let row = &mut valid[i * cap as usize..(i + 1) * cap as usize];
+        row[(c_max - c) as usize..c_max as usize].fill(true);
+        let p = s.pending.len() as i64;
+        row[(c_max + n - p) as usize..(c_max + n) as usize].fill(true);
+    }
+
+    let t0 = std::time::Instant::now();
+    let layout = Layout { c_max, n, cap };
+    let (reps, map) = if share {
+        distinct_prompts(seqs)
+    } else {
+        ((0..b).collect(), (0..bi).collect())
+    };
+    let logits = if reps.len() == b {
+        prefill(model, seqs, &reps, (&k_buf, &v_buf), &valid, layout, mode)?
+    } else {
+        let reps_t = Tensor::from_slice(&reps.iter().map(|&r| r as i64).collect::<Vec<_>>())
+            .to_device(device);
+        let map_t = Tensor::from_slice(&map).to_device(device);
+        let k_sub: Vec<Tensor> = k_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
+        let v_sub: Vec<Tensor> = v_buf.iter().map(|t| t.index_select(0, &reps_t)).collect();
+        let logits = prefill(model, seqs, &reps, (&k_sub, &v_sub), &valid, layout, mode)?;
+        for l in 0..layers {
+            k_buf[l] = k_sub[l].index_select(0, &map_t);
+            v_buf[l] = v_sub[l].index_select(0, &map_t);
+        }
+        logits.index_select(0, &map_t)
+    };
+    let computed: usize = reps.iter().map(|&r| seqs[r].pending.len()).sum();
+    stats.prefill_tokens += computed;
+    stats.prefill_shared += seqs.iter().map(|s| s.pending.len()).sum::<usize>() - computed;
+    stats.prefill_secs += t0.elapsed().as_secs_f64();
+    Ok(Prefilled {
+        k_buf,
+        v_buf,
+        valid,
+        layout,
+        logits,
+    })
 }
 
 /// One forward over the pending tokens of `rows` (of `seqs`), whose buffers

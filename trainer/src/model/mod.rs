@@ -21,6 +21,7 @@
 //! ```
 
 pub mod config;
+pub mod continuous;
 pub mod generate;
 pub mod image;
 pub mod layers;

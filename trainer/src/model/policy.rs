@@ -14,6 +14,7 @@
 //! no longer matches them exactly.
 
 use super::config::QwenVlConfig;
+use super::continuous::{ContinuousDecode, Joining};
 use super::generate::{GenParams, GenStats, Generated, SeqState, generate_streaming};
 use super::image::{ImageProcessor, ProcessedImage};
 use super::layers::Mode;
@@ -24,11 +25,12 @@ use super::scoring::{self, Batch};
 use super::tokenizer::{ChatTokenizer, Part};
 use super::weights::{self, Source};
 use crate::policy::{
-    FinishReason, Policy, SampleParams, Segment, TokenScores, TrainablePolicy, Transcript,
-    TurnOutput,
+    FinishReason, Join, Left, Policy, SampleParams, Segment, TokenScores, TrainablePolicy,
+    Transcript, TurnOutput,
 };
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -88,8 +90,12 @@ pub struct QwenVlPolicy {
     /// transformers' `generate` stops.
     stop_ids: Vec<i64>,
     dropout_calls: u64,
-    /// Counters of the last `generate` call.
+    /// Counters of the last `generate` call or decode step.
     pub last_stats: GenStats,
+    /// The running continuous decode, and the sessions in it (their
+    /// generator state is in the decode).
+    continuous: Option<ContinuousDecode>,
+    decoding: HashMap<usize, QwenSession>,
 }
 
 /// The torch name of a dtype, as config.json and the Python baselines spell it.
@@ -230,6 +236,8 @@ impl QwenVlPolicy {
             stop_ids,
             dropout_calls: 0,
             last_stats: GenStats::default(),
+            continuous: None,
+            decoding: HashMap::new(),
         })
     }
 
@@ -389,6 +397,59 @@ impl QwenVlPolicy {
         Ok(())
     }
 
+    /// Generation settings for a turn, checked.
+    fn gen_params(&self, params: &SampleParams) -> Result<GenParams> {
+        ensure!(
+            params.temperature >= 0.0,
+            "temperature {} is negative",
+            params.temperature
+        );
+        ensure!(
+            params.top_p > 0.0 && params.top_p <= 1.0,
+            "top_p {} is not in (0, 1]",
+            params.top_p
+        );
+        Ok(GenParams {
+            sampling: Sampling {
+                temperature: params.temperature,
+                top_p: params.top_p,
+                top_k: params.top_k,
+                suppress: self.vision_placeholders(),
+            },
+            max_new_tokens: params.max_new_tokens,
+            stop: self.stop_ids.clone(),
+            share_prefill: true,
+        })
+    }
+
+    /// Opens an assistant turn: closes one cut short, then the template's
+    /// generation prompt.
+    fn begin_turn(&self, s: &mut QwenSession) -> Result<()> {
+        self.close_open_turn(s)?;
+        self.append(s, &self.gen_prompt, Vec::new(), None)
+    }
+
+    /// Records a generated turn: the generator already holds the sampled
+    /// ids; the transcript records them, then the template's rest after
+    /// `<|im_end|>`.
+    fn end_turn(&self, s: &mut QwenSession, out: &Generated, turn: &TurnOutput) -> Result<()> {
+        let t = &mut s.transcript;
+        t.tokens.extend_from_slice(&out.ids);
+        t.response_mask
+            .extend(std::iter::repeat_n(1, out.ids.len()));
+        t.sample_logprobs.extend_from_slice(&out.logprobs);
+        if out.ids.last() == Some(&self.tokenizer.im_end) && out.stopped {
+            self.append(s, &self.closer_rest, Vec::new(), None)?;
+        } else {
+            // Cut by the budget, or ended by another end-of-turn id:
+            // the next turn closes it with <|im_end|> (framing).
+            s.open_turn = true;
+        }
+        s.messages
+            .push(ChatTokenizer::assistant_message(&turn.text));
+        Ok(())
+    }
+
     fn reference_model(&self) -> (&QwenVl, Mode) {
         match &self.reference {
             Some(r) => (r, Mode::EVAL),
@@ -450,32 +511,10 @@ impl Policy for QwenVlPolicy {
         seed: u64,
         on_done: &mut dyn FnMut(usize, &TurnOutput),
     ) -> Result<Vec<TurnOutput>> {
-        ensure!(
-            params.temperature >= 0.0,
-            "temperature {} is negative",
-            params.temperature
-        );
-        ensure!(
-            params.top_p > 0.0 && params.top_p <= 1.0,
-            "top_p {} is not in (0, 1]",
-            params.top_p
-        );
+        let gp = self.gen_params(params)?;
         for s in sessions.iter_mut() {
-            self.close_open_turn(s)?;
-            let prompt = self.gen_prompt.clone();
-            self.append(s, &prompt, Vec::new(), None)?;
+            self.begin_turn(s)?;
         }
-        let gp = GenParams {
-            sampling: Sampling {
-                temperature: params.temperature,
-                top_p: params.top_p,
-                top_k: params.top_k,
-                suppress: self.vision_placeholders(),
-            },
-            max_new_tokens: params.max_new_tokens,
-            stop: self.stop_ids.clone(),
-            share_prefill: true,
-        };
         let mut stats = GenStats::default();
         // Turns decoded as their rows finish, kept for the transcripts below.
         let mut early: Vec<Option<TurnOutput>> = vec![None; sessions.len()];
@@ -514,32 +553,74 @@ impl Policy for QwenVlPolicy {
                 Some(t) => t,
                 None => turn_output(&self.tokenizer, &out)?,
             };
-            // The generator already holds the sampled ids; the transcript
-            // records them, then the template's rest after <|im_end|>.
-            let t = &mut s.transcript;
-            t.tokens.extend_from_slice(&out.ids);
-            t.response_mask
-                .extend(std::iter::repeat_n(1, out.ids.len()));
-            t.sample_logprobs.extend_from_slice(&out.logprobs);
-            if out.ids.last() == Some(&self.tokenizer.im_end) && out.stopped {
-                let rest = self.closer_rest.clone();
-                self.append(s, &rest, Vec::new(), None)?;
-            } else {
-                // Cut by the budget, or ended by another end-of-turn id:
-                // the next turn closes it with <|im_end|> (framing).
-                s.open_turn = true;
-            }
-            s.messages
-                .push(ChatTokenizer::assistant_message(&turn.text));
+            self.end_turn(s, &out, &turn)?;
             turns.push(turn);
         }
         Ok(turns)
     }
 
+    fn decode_step(
+        &mut self,
+        join: Vec<Join<QwenSession>>,
+        params: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<Left<QwenSession>>> {
+        let gp = self.gen_params(params)?;
+        if let Some(d) = &self.continuous
+            && !d.is_empty()
+        {
+            ensure!(
+                *d.params() == gp,
+                "sampling settings changed while {} rows decode",
+                d.len()
+            );
+        }
+        let mut joining = Vec::with_capacity(join.len());
+        for Join {
+            key,
+            mut session,
+            max_new_tokens,
+        } in join
+        {
+            ensure!(
+                !self.decoding.contains_key(&key),
+                "session {key} joins a decode it is already in"
+            );
+            self.begin_turn(&mut session)?;
+            joining.push(Joining {
+                key,
+                seq: std::mem::take(&mut session.seq),
+                max_new_tokens,
+            });
+            self.decoding.insert(key, session);
+        }
+        let decode = match &mut self.continuous {
+            Some(d) if !d.is_empty() => d,
+            slot => slot.insert(ContinuousDecode::new(gp)),
+        };
+        let mut stats = GenStats::default();
+        let done = decode.step(&self.model, joining, seed, Mode::EVAL, &mut stats)?;
+        self.last_stats = stats;
+        let mut left = Vec::with_capacity(done.len());
+        for (key, seq, out) in done {
+            let mut session = self
+                .decoding
+                .remove(&key)
+                .expect("joined sessions are kept");
+            session.seq = seq;
+            let turn = turn_output(&self.tokenizer, &out)?;
+            self.end_turn(&mut session, &out, &turn)?;
+            left.push(Left { key, session, turn });
+        }
+        Ok(left)
+    }
+
+    fn decoding(&self) -> usize {
+        self.decoding.len()
+    }
+
     fn push_assistant(&mut self, s: &mut QwenSession, text: &str) -> Result<()> {
-        self.close_open_turn(s)?;
-        let prompt = self.gen_prompt.clone();
-        self.append(s, &prompt, Vec::new(), None)?;
+        self.begin_turn(s)?;
         let mut ids = self.tokenizer.encode(text)?;
         ids.push(self.tokenizer.im_end);
         let zeros = vec![0.0; ids.len()];
@@ -708,6 +789,8 @@ impl TrainablePolicy for QwenVlPolicy {
             stop_ids: self.stop_ids.clone(),
             dropout_calls: 0,
             last_stats: GenStats::default(),
+            continuous: None,
+            decoding: HashMap::new(),
         }))
     }
 }
