@@ -44,6 +44,12 @@ pub struct RolloutConfig {
     /// same at any batch size (a GPU) pays for (`bench rollout`'s
     /// scheduler runs: 0.91–0.94×); on 2 CPU cores it is within the noise.
     pub early_search_start: bool,
+    /// Async: generation is one running decode (`Policy::decode_step`):
+    /// a session joins it at the next decode step once its search returns,
+    /// and leaves it, starting its search, the step its turn ends. A call
+    /// no longer waits for its longest row, nor a result for the next call.
+    /// `max_batch` caps the rows decoding together.
+    pub continuous_batching: bool,
     pub temperature: f64,
     pub top_p: f64,
     pub top_k: usize,
@@ -66,6 +72,7 @@ impl Default for RolloutConfig {
             max_batch: 0,
             batch_linger_ms: 0,
             early_search_start: false,
+            continuous_batching: false,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,

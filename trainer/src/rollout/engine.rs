@@ -8,13 +8,15 @@
 //! `Policy::generate_streaming`, while the call's longer rows go on), and
 //! every generation call batches whatever is ready. In sync mode (the seed's
 //! scheme) a round generates for all, then runs all searches, then starts
-//! the next round.
+//! the next round. With `continuous_batching` (async), generation is one
+//! running decode that sessions join as their searches return and leave the
+//! step their turn ends (`Policy::decode_step`).
 
 use super::config::{RolloutConfig, RolloutMode};
 use super::prompts::Prompts;
 use super::search_turn::{SearchCall, guarded_search, push_search_result};
 use super::trajectory::{EndReason, RolloutRequest, RolloutStats, Trajectory, TurnRecord};
-use crate::policy::{FinishReason, Policy, SampleParams, Segment, TurnOutput};
+use crate::policy::{FinishReason, Join, Left, Policy, SampleParams, Segment, TurnOutput};
 use crate::protocol::{Action, parse_action};
 use crate::tools::{ImageQuery, SearchTools, ToolObservation};
 use anyhow::{Context, Result};
@@ -35,13 +37,18 @@ pub struct RolloutEngine<T: SearchTools + 'static> {
 
 enum State {
     Ready,
+    /// In the policy's continuous decode, which holds the session.
+    Decoding,
     Waiting,
     Done(EndReason),
 }
 
 struct Slot<S> {
-    session: S,
+    /// `None` while a continuous decode holds it.
+    session: Option<S>,
     state: State,
+    /// The token budget of the turn being decoded.
+    budget: usize,
     turns: Vec<TurnRecord>,
     image_searches: usize,
     text_searches: usize,
@@ -58,6 +65,14 @@ struct Counts {
     response_tokens: usize,
     image_searches: usize,
     text_searches: usize,
+}
+
+impl<S> Slot<S> {
+    fn session(&mut self) -> &mut S {
+        self.session
+            .as_mut()
+            .expect("only a continuous decode takes a session, and it hands it back")
+    }
 }
 
 impl Counts {
@@ -125,8 +140,9 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 .open(&[Segment::Image(req.image.clone()), Segment::Text(text)])
                 .with_context(|| format!("opening rollout {i} ({})", req.id))?;
             slots.push(Slot {
-                session,
+                session: Some(session),
                 state: State::Ready,
+                budget: 0,
                 turns: Vec::new(),
                 image_searches: 0,
                 text_searches: 0,
@@ -135,6 +151,40 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 observations: Vec::new(),
             });
         }
+        if self.cfg.mode == RolloutMode::Async && self.cfg.continuous_batching {
+            self.run_continuous(policy, &mut slots, requests, seed, &mut stats)?;
+        } else {
+            self.run_calls(policy, &mut slots, requests, seed, &mut stats)?;
+        }
+        stats.wall = start.elapsed();
+        let trajectories = slots
+            .into_iter()
+            .map(|mut s| Trajectory {
+                transcript: policy.transcript(s.session()).clone(),
+                end: match s.state {
+                    State::Done(r) => r,
+                    _ => unreachable!("loop ends when every slot is done"),
+                },
+                turns: s.turns,
+                image_searches: s.image_searches,
+                text_searches: s.text_searches,
+                tool_errors: s.tool_errors,
+                observations: s.observations,
+            })
+            .collect();
+        Ok((trajectories, stats))
+    }
+
+    /// Sync, and async in whole generation calls: each call's sessions
+    /// decode together until the last of them is done.
+    fn run_calls<P: Policy>(
+        &self,
+        policy: &mut P,
+        slots: &mut [Slot<P::Session>],
+        requests: &[RolloutRequest],
+        seed: u64,
+        stats: &mut RolloutStats,
+    ) -> Result<()> {
         let (tx, rx) = mpsc::channel::<ToolDone>();
         let mut in_flight = 0usize;
         let mut call = 0u64;
@@ -142,38 +192,23 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
             // Take in whatever searches have finished; sync mode waits for all.
             let mut arrived = false;
             loop {
-                let msg = if in_flight > 0
-                    && (self.cfg.mode == RolloutMode::Sync || !any_ready(&slots))
-                {
-                    let t0 = Instant::now();
-                    let m = rx.recv().context("search task vanished")?;
-                    stats.tool_wait += t0.elapsed();
-                    m
-                } else {
-                    match rx.try_recv() {
-                        Ok(m) => m,
-                        Err(_) => break,
-                    }
-                };
-                self.take_result(
-                    policy,
-                    &mut slots,
-                    msg,
-                    &mut in_flight,
-                    &mut stats,
-                    requests,
-                )?;
+                let msg =
+                    if in_flight > 0 && (self.cfg.mode == RolloutMode::Sync || !any_ready(slots)) {
+                        let t0 = Instant::now();
+                        let m = rx.recv().context("search task vanished")?;
+                        stats.tool_wait += t0.elapsed();
+                        m
+                    } else {
+                        match rx.try_recv() {
+                            Ok(m) => m,
+                            Err(_) => break,
+                        }
+                    };
+                self.take_result(policy, slots, msg, &mut in_flight, stats, requests)?;
                 arrived = true;
             }
             if self.cfg.mode == RolloutMode::Async && arrived {
-                self.linger(
-                    policy,
-                    &mut slots,
-                    &rx,
-                    &mut in_flight,
-                    &mut stats,
-                    requests,
-                )?;
+                self.linger(policy, slots, &rx, &mut in_flight, stats, requests)?;
             }
             let ready: Vec<usize> = (0..slots.len())
                 .filter(|&i| matches!(slots[i].state, State::Ready))
@@ -188,7 +223,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
             // Async: one generation call per pass, so trajectories whose
             // searches finished meanwhile join the next call instead of
             // waiting behind the rest of the ready set.
-            let mut batches = self.batches(&slots, ready);
+            let mut batches = self.batches(slots, ready);
             if self.cfg.mode == RolloutMode::Async {
                 batches.truncate(1);
             }
@@ -210,7 +245,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 let mut started = vec![false; idx.len()];
                 let outs = if self.cfg.mode == RolloutMode::Async && self.cfg.early_search_start {
                     let counts: Vec<Counts> = idx.iter().map(|&i| Counts::of(&slots[i])).collect();
-                    let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
+                    let mut sessions = pick_sessions(slots, &idx, Slot::session);
                     policy.generate_streaming(
                         &mut sessions,
                         &params,
@@ -225,7 +260,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                         },
                     )?
                 } else {
-                    let mut sessions = pick_sessions(&mut slots, &idx, |s| &mut s.session);
+                    let mut sessions = pick_sessions(slots, &idx, Slot::session);
                     policy.generate(&mut sessions, &params, mix(seed, call))?
                 };
                 stats.generate += t0.elapsed();
@@ -267,23 +302,111 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 stats.tool_calls += 1;
             }
         }
-        stats.wall = start.elapsed();
-        let trajectories = slots
-            .into_iter()
-            .map(|s| Trajectory {
-                transcript: policy.transcript(&s.session).clone(),
-                end: match s.state {
-                    State::Done(r) => r,
-                    _ => unreachable!("loop ends when every slot is done"),
-                },
-                turns: s.turns,
-                image_searches: s.image_searches,
-                text_searches: s.text_searches,
-                tool_errors: s.tool_errors,
-                observations: s.observations,
-            })
-            .collect();
-        Ok((trajectories, stats))
+        Ok(())
+    }
+
+    /// Async with continuous batching: one decode step per pass. Sessions
+    /// whose search has returned join the running decode at the next step,
+    /// and a session leaves it, launching its search, the step its turn
+    /// ends.
+    fn run_continuous<P: Policy>(
+        &self,
+        policy: &mut P,
+        slots: &mut [Slot<P::Session>],
+        requests: &[RolloutRequest],
+        seed: u64,
+        stats: &mut RolloutStats,
+    ) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<ToolDone>();
+        let mut in_flight = 0usize;
+        let mut step = 0u64;
+        let params = SampleParams {
+            temperature: self.cfg.temperature,
+            top_p: self.cfg.top_p,
+            top_k: self.cfg.top_k,
+            max_new_tokens: self.cfg.max_turn_tokens,
+        };
+        let cap = self.call_cap();
+        loop {
+            let decoding = slots
+                .iter()
+                .filter(|s| matches!(s.state, State::Decoding))
+                .count();
+            anyhow::ensure!(
+                policy.decoding() == decoding,
+                "the policy holds {} sessions in its decode, the engine gave it {decoding}",
+                policy.decoding()
+            );
+            loop {
+                let msg = if in_flight > 0 && decoding == 0 && !any_ready(slots) {
+                    let t0 = Instant::now();
+                    let m = rx.recv().context("search task vanished")?;
+                    stats.tool_wait += t0.elapsed();
+                    m
+                } else {
+                    match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                };
+                self.take_result(policy, slots, msg, &mut in_flight, stats, requests)?;
+            }
+            let mut ready: Vec<usize> = (0..slots.len())
+                .filter(|&i| matches!(slots[i].state, State::Ready))
+                .collect();
+            ready.sort_by_key(|&i| (slots[i].turns.len(), i));
+            ready.truncate(cap.saturating_sub(decoding));
+            if ready.is_empty() && decoding == 0 {
+                if in_flight == 0 {
+                    break;
+                }
+                continue;
+            }
+            let mut join = Vec::with_capacity(ready.len());
+            for i in ready {
+                let slot = &mut slots[i];
+                slot.budget = self.budget(slot);
+                slot.state = State::Decoding;
+                join.push(Join {
+                    key: i,
+                    session: slot.session.take().expect("a ready slot holds its session"),
+                    max_new_tokens: slot.budget,
+                });
+            }
+            if in_flight > 0 {
+                stats.overlapped_calls += 1;
+            }
+            let t0 = Instant::now();
+            let left = policy.decode_step(join, &params, mix(seed, step))?;
+            stats.generate += t0.elapsed();
+            stats.generate_calls += 1;
+            step += 1;
+            for Left { key, session, turn } in left {
+                let slot = slots
+                    .get_mut(key)
+                    .filter(|s| matches!(s.state, State::Decoding))
+                    .with_context(|| {
+                        format!("the policy handed back session {key}, which is not decoding")
+                    })?;
+                slot.session = Some(session);
+                let budget = slot.budget;
+                if let Some(query) = self.take_turn(slot, turn, budget) {
+                    self.launch(key, query, requests, &tx);
+                    in_flight += 1;
+                    stats.tool_calls += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A slot's token budget for its next turn.
+    fn budget<S>(&self, slot: &Slot<S>) -> usize {
+        let left = self
+            .cfg
+            .max_response_tokens
+            .saturating_sub(slot.response_tokens);
+        self.cfg.max_turn_tokens.min(left)
     }
 
     /// Takes in search results that follow each other closely (siblings
@@ -362,14 +485,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         ready.sort_by_key(|&i| (slots[i].turns.len(), i));
         let mut by_budget: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for i in ready {
-            let left = self
-                .cfg
-                .max_response_tokens
-                .saturating_sub(slots[i].response_tokens);
-            by_budget
-                .entry(self.cfg.max_turn_tokens.min(left))
-                .or_default()
-                .push(i);
+            by_budget.entry(self.budget(&slots[i])).or_default().push(i);
         }
         let cap = self.call_cap();
         let mut out = Vec::new();
@@ -493,7 +609,7 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         let question = &requests[done.slot].question;
         slot.tool_errors += push_search_result(
             policy,
-            &mut slot.session,
+            slot.session(),
             &self.prompts,
             &done.obs,
             done.image,

@@ -584,3 +584,56 @@ fn early_search_start_starts_a_search_while_its_call_still_decodes() {
         }
     }
 }
+
+/// With `continuous_batching`, a session whose search has returned joins
+/// the running decode while a longer row still decodes: the whole batch
+/// takes the long row's steps, no more. Trajectories are sync mode's, and
+/// `max_batch` caps the rows decoding together.
+#[test]
+fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
+    let rt = runtime();
+    let long = format!("<reason>{}</reason><answer>y</answer>", "x".repeat(800));
+    let reqs = vec![request("txt,ans"), request(&long), request("img,txt,ans")];
+    let run = |mode, continuous, max_batch| {
+        let cfg = RolloutConfig {
+            mode,
+            continuous_batching: continuous,
+            max_batch,
+            ..Default::default()
+        };
+        let eng = engine(cfg, fake_tools(1), &rt);
+        let mut p = ScriptedPolicy::new(script).with_cost(Duration::from_micros(500));
+        let (t, s) = eng.run(&mut p, &reqs, 0).unwrap();
+        assert_eq!(p.decoding(), 0, "every session left the decode");
+        (t, s, p.steps)
+    };
+    let (want, _, _) = run(RolloutMode::Sync, false, 0);
+    let (got, stats, steps) = run(RolloutMode::Async, true, 0);
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(a.end, b.end);
+        assert_eq!(a.turn_texts(), b.turn_texts());
+        assert_eq!(a.transcript, b.transcript);
+        assert_eq!(a.observations, b.observations);
+        check_transcript(&b.transcript, &b.turns).unwrap();
+    }
+    assert_eq!(stats.tool_calls, 3);
+    let long_steps = got[1].response_tokens();
+    let others: usize = got[0].response_tokens().max(got[2].response_tokens());
+    assert!(others * 2 < long_steps, "the test needs a long row");
+    assert_eq!(
+        steps.len(),
+        long_steps,
+        "the other turns decode beside the long row"
+    );
+    assert_eq!(steps[0], 3, "all three start together");
+    assert_eq!(stats.generate_calls, steps.len());
+    assert!(stats.overlapped_calls > 0);
+    // Capped at two rows: the third waits its turn, nothing else changes.
+    let (capped, _, steps) = run(RolloutMode::Async, true, 2);
+    assert!(steps.iter().all(|&n| n <= 2), "{steps:?}");
+    assert_eq!(steps[0], 2);
+    for (a, b) in want.iter().zip(&capped) {
+        assert_eq!(a.turn_texts(), b.turn_texts());
+        assert_eq!(a.transcript, b.transcript);
+    }
+}

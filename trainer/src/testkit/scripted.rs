@@ -4,7 +4,9 @@
 //! row on as its tokens are done.
 
 use super::chat::{ChatTokens, IM_END};
-use crate::policy::{FinishReason, Policy, SampleParams, Segment, Transcript, TurnOutput};
+use crate::policy::{
+    FinishReason, Join, Left, Policy, SampleParams, Segment, Transcript, TurnOutput,
+};
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,19 @@ pub struct ScriptedPolicy {
     per_token: Duration,
     /// Sizes of the generation calls, in order.
     pub calls: Vec<usize>,
+    /// Continuous decode: each step, the rows decoding after the joiners
+    /// came in.
+    pub steps: Vec<usize>,
+    decoding: Vec<Decoding>,
+}
+
+/// A row of the continuous decode: its whole turn is known; it leaves when
+/// its tokens are all "decoded".
+struct Decoding {
+    key: usize,
+    session: ScriptedSession,
+    turn: TurnOutput,
+    decoded: usize,
 }
 
 impl ScriptedPolicy {
@@ -31,10 +46,13 @@ impl ScriptedPolicy {
             script: Arc::new(script),
             per_token: Duration::ZERO,
             calls: Vec::new(),
+            steps: Vec::new(),
+            decoding: Vec::new(),
         }
     }
 
-    /// Every generation call sleeps `per_token` × the longest output.
+    /// Every generation call sleeps `per_token` × the longest output; a
+    /// continuous decode step sleeps `per_token`, whatever the rows.
     pub fn with_cost(mut self, per_token: Duration) -> Self {
         self.per_token = per_token;
         self
@@ -44,6 +62,35 @@ impl ScriptedPolicy {
 /// The log-prob the scripted policy reports for its k-th generated token.
 pub fn scripted_logprob(k: usize) -> f32 {
     -0.25 - (k % 7) as f32 * 0.125
+}
+
+/// The session's next scripted turn, cut at `max_new` tokens, recorded in
+/// its transcript.
+fn next_turn(s: &mut ScriptedSession, max_new: usize) -> TurnOutput {
+    let text = s
+        .turns
+        .get(s.next)
+        .cloned()
+        .unwrap_or_else(|| "(script exhausted)".into());
+    s.next += 1;
+    let mut ids = ChatTokens::text(&text);
+    ids.push(IM_END);
+    let finish = if ids.len() > max_new {
+        ids.truncate(max_new);
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
+    let logprobs: Vec<f32> = (0..ids.len()).map(scripted_logprob).collect();
+    ChatTokens::assistant_prefix(&mut s.transcript);
+    ChatTokens::generated(&mut s.transcript, &ids, &logprobs);
+    let text = ChatTokens::decode(ids.strip_suffix(&[IM_END]).unwrap_or(&ids));
+    TurnOutput {
+        text,
+        token_ids: ids,
+        logprobs,
+        finish,
+    }
 }
 
 impl Policy for ScriptedPolicy {
@@ -89,33 +136,10 @@ impl Policy for ScriptedPolicy {
         on_done: &mut dyn FnMut(usize, &TurnOutput),
     ) -> Result<Vec<TurnOutput>> {
         self.calls.push(sessions.len());
-        let mut outs = Vec::with_capacity(sessions.len());
-        for s in sessions.iter_mut() {
-            let text = s
-                .turns
-                .get(s.next)
-                .cloned()
-                .unwrap_or_else(|| "(script exhausted)".into());
-            s.next += 1;
-            let mut ids = ChatTokens::text(&text);
-            ids.push(IM_END);
-            let finish = if ids.len() > p.max_new_tokens {
-                ids.truncate(p.max_new_tokens);
-                FinishReason::Length
-            } else {
-                FinishReason::Stop
-            };
-            let logprobs: Vec<f32> = (0..ids.len()).map(scripted_logprob).collect();
-            ChatTokens::assistant_prefix(&mut s.transcript);
-            ChatTokens::generated(&mut s.transcript, &ids, &logprobs);
-            let text = ChatTokens::decode(ids.strip_suffix(&[IM_END]).unwrap_or(&ids));
-            outs.push(TurnOutput {
-                text,
-                token_ids: ids,
-                logprobs,
-                finish,
-            });
-        }
+        let outs: Vec<TurnOutput> = sessions
+            .iter_mut()
+            .map(|s| next_turn(s, p.max_new_tokens))
+            .collect();
         let mut order: Vec<usize> = (0..outs.len()).collect();
         order.sort_by_key(|&k| (outs[k].token_ids.len(), k));
         let mut decoded = 0;
@@ -128,6 +152,53 @@ impl Policy for ScriptedPolicy {
             on_done(k, &outs[k]);
         }
         Ok(outs)
+    }
+
+    /// One token of every row per step; a turn leaves the step its last
+    /// token is decoded.
+    fn decode_step(
+        &mut self,
+        join: Vec<Join<ScriptedSession>>,
+        _p: &SampleParams,
+        _seed: u64,
+    ) -> Result<Vec<Left<ScriptedSession>>> {
+        for mut j in join {
+            let turn = next_turn(&mut j.session, j.max_new_tokens);
+            self.decoding.push(Decoding {
+                key: j.key,
+                session: j.session,
+                turn,
+                decoded: 0,
+            });
+        }
+        if self.decoding.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.steps.push(self.decoding.len());
+        if !self.per_token.is_zero() {
+            std::thread::sleep(self.per_token);
+        }
+        let mut left = Vec::new();
+        let mut k = 0;
+        while k < self.decoding.len() {
+            let d = &mut self.decoding[k];
+            d.decoded += 1;
+            if d.decoded >= d.turn.token_ids.len() {
+                let d = self.decoding.remove(k);
+                left.push(Left {
+                    key: d.key,
+                    session: d.session,
+                    turn: d.turn,
+                });
+            } else {
+                k += 1;
+            }
+        }
+        Ok(left)
+    }
+
+    fn decoding(&self) -> usize {
+        self.decoding.len()
     }
 
     fn push_assistant(&mut self, s: &mut ScriptedSession, text: &str) -> Result<()> {
