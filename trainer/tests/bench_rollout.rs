@@ -40,6 +40,15 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
         (32, 32)
     );
     assert_eq!(r.on_demand.sync_run.tool_calls, 16);
+    // Continuous batching runs the same searches, one decode step a call.
+    for c in [&r.rag, &r.on_demand] {
+        assert_eq!(c.continuous_run.tool_calls, c.sync_run.tool_calls);
+        assert!(
+            c.continuous_run.generate_calls > c.sync_run.generate_calls,
+            "{c:?}"
+        );
+        assert!(c.continuous_run.overlapped_calls > 0, "{c:?}");
+    }
     // The same shapes with turns of random length: the same searches, and
     // turns that end before the budget (the fixed batch's all reach it).
     let varied = r.on_demand_varied.as_ref().expect("stop_chance > 0");
@@ -67,13 +76,17 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
     );
     // The scheduler alone: the same scripted turns in each of its runs.
     let sc = r.scheduler.as_ref().expect("sched_step > 0");
-    for m in [&sc.async_run, &sc.async_early] {
+    for m in [&sc.async_run, &sc.async_early, &sc.continuous] {
         assert_eq!(
             (m.tool_calls, m.generated_tokens),
             (sc.sync_run.tool_calls, sc.sync_run.generated_tokens)
         );
     }
     assert_eq!(sc.sync_run.tool_calls, 16);
+    // No schedule beats the longest trajectory's own chain.
+    for m in [&sc.sync_run, &sc.async_run, &sc.continuous] {
+        assert!(m.wall_ms >= sc.critical_path_ms * 0.99, "{sc:?}");
+    }
     assert!(sc.mean_turn_tokens > 8.0, "{sc:?}");
     assert!(r.grpo_step_ms > 0.0 && r.torch_grpo_step_ms > 0.0);
     assert!(r.grpo_response_tokens > 0);

@@ -26,16 +26,18 @@ use super::{BenchTarget, python, repo, sync, tiny_qwen};
 use crate::algo::{AdamW, group_advantages};
 use crate::model::QwenVlPolicy;
 use crate::policy::{
-    FinishReason, Policy, SampleParams, Segment, TrainablePolicy, Transcript, TurnOutput,
+    FinishReason, Join, Left, Policy, SampleParams, Segment, TrainablePolicy, Transcript,
+    TurnOutput,
 };
 use crate::rollout::{
     Prompts, RolloutConfig, RolloutEngine, RolloutMode, RolloutRequest, RolloutStats,
 };
-use crate::testkit::ScriptedPolicy;
+use crate::testkit::{ChatTokens, ScriptedPolicy};
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
 use crate::train::{AlgoConfig, UpdateSettings, grpo_update};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub struct ForcedActions<P> {
     inner: P,
     workload: Workload,
     opened: usize,
+    /// Pattern and turn of the sessions in the inner continuous decode.
+    decoding: HashMap<usize, (&'static [&'static str], usize)>,
 }
 
 pub struct ForcedSession<S> {
@@ -89,6 +93,7 @@ impl<P: Policy> ForcedActions<P> {
             inner,
             workload,
             opened: 0,
+            decoding: HashMap::new(),
         }
     }
 
@@ -154,6 +159,51 @@ impl<P: Policy> Policy for ForcedActions<P> {
             s.turn += 1;
         }
         Ok(outs)
+    }
+
+    fn decode_step(
+        &mut self,
+        join: Vec<Join<Self::Session>>,
+        params: &SampleParams,
+        seed: u64,
+    ) -> Result<Vec<Left<Self::Session>>> {
+        let join = join
+            .into_iter()
+            .map(|j| {
+                self.decoding
+                    .insert(j.key, (j.session.pattern, j.session.turn));
+                Join {
+                    key: j.key,
+                    session: j.session.inner,
+                    max_new_tokens: j.max_new_tokens,
+                }
+            })
+            .collect();
+        let left = self.inner.decode_step(join, params, seed)?;
+        left.into_iter()
+            .map(|l| {
+                let (pattern, turn) = self
+                    .decoding
+                    .remove(&l.key)
+                    .with_context(|| format!("session {} left without joining", l.key))?;
+                let mut out = l.turn;
+                out.text = pattern[turn.min(pattern.len() - 1)].to_string();
+                out.finish = FinishReason::Stop;
+                Ok(Left {
+                    key: l.key,
+                    session: ForcedSession {
+                        inner: l.session,
+                        pattern,
+                        turn: turn + 1,
+                    },
+                    turn: out,
+                })
+            })
+            .collect()
+    }
+
+    fn decoding(&self) -> usize {
+        self.inner.decoding()
     }
 
     fn push_assistant(&mut self, s: &mut Self::Session, text: &str) -> Result<()> {
@@ -270,8 +320,12 @@ pub struct ModeComparison {
     pub workload: Workload,
     pub async_run: ModeRun,
     pub sync_run: ModeRun,
+    /// Async with `continuous_batching`.
+    pub continuous_run: ModeRun,
     /// sync / async wall time.
     pub async_speedup: f64,
+    /// sync / continuous wall time.
+    pub continuous_speedup: f64,
     /// The most any scheduling could gain here, from the sync run: sync
     /// time over max(all generation, first-round generation + two
     /// searches), generation being serial on the model thread.
@@ -375,9 +429,12 @@ pub fn rollout_modes<P: Policy>(
 ) -> Result<ModeComparison> {
     ensure!(o.rollout_repeats >= 1, "rollout_repeats must be at least 1");
     let reqs = requests(o.prompts, o.n);
-    let run = |mode| -> Result<ModeRun> {
+    let run = |mode, continuous| -> Result<ModeRun> {
         let engine = RolloutEngine::new(
-            rollout_cfg(o, mode),
+            RolloutConfig {
+                continuous_batching: continuous,
+                ..rollout_cfg(o, mode)
+            },
             Arc::new(Prompts::builtin()),
             fake_tools(o.tool_latency),
             handle.clone(),
@@ -389,12 +446,17 @@ pub fn rollout_modes<P: Policy>(
             trajs.iter().map(|t| t.response_tokens()).sum(),
         ))
     };
-    let (mut fast, mut slow) = (None, None);
+    let (mut fast, mut slow, mut cont) = (None, None, None);
     for _ in 0..o.rollout_repeats {
-        fast = best(fast, run(RolloutMode::Async)?);
-        slow = best(slow, run(RolloutMode::Sync)?);
+        fast = best(fast, run(RolloutMode::Async, false)?);
+        slow = best(slow, run(RolloutMode::Sync, false)?);
+        cont = best(cont, run(RolloutMode::Async, true)?);
     }
-    let (async_run, sync_run) = (fast.expect("≥ 1 run"), slow.expect("≥ 1 run"));
+    let (async_run, sync_run, continuous_run) = (
+        fast.expect("≥ 1 run"),
+        slow.expect("≥ 1 run"),
+        cont.expect("≥ 1 run"),
+    );
     let trajectories = reqs.len() as f64;
     let turns = trajectories + sync_run.tool_calls as f64;
     let first_round = sync_run.generate_ms * trajectories / turns;
@@ -402,9 +464,11 @@ pub fn rollout_modes<P: Policy>(
     Ok(ModeComparison {
         workload,
         async_speedup: sync_run.wall_ms / async_run.wall_ms,
+        continuous_speedup: sync_run.wall_ms / continuous_run.wall_ms,
         async_bound: sync_run.wall_ms / sync_run.generate_ms.max(first_round + chain),
         async_run,
         sync_run,
+        continuous_run,
     })
 }
 
@@ -421,6 +485,14 @@ pub struct SchedulerRuns {
     pub async_run: ModeRun,
     /// Async with `early_search_start`: as their rows finish.
     pub async_early: ModeRun,
+    /// Async with `continuous_batching`: one decode that sessions join
+    /// and leave between steps.
+    pub continuous: ModeRun,
+    /// sync / continuous.
+    pub continuous_speedup: f64,
+    /// The longest trajectory's own chain: its turns' tokens × the step
+    /// cost plus its searches' latency. No schedule ends the batch sooner.
+    pub critical_path_ms: f64,
     /// sync / async.
     pub async_speedup: f64,
     /// async / async with `early_search_start` (above 1: the early start wins).
@@ -452,7 +524,7 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
         })
         .collect();
     let longest = o.sched_reason_tokens;
-    let run = |mode, early| -> Result<ModeRun> {
+    let run = |mode, early, continuous| -> Result<ModeRun> {
         let turn_tokens = longest + 64;
         // No cap on a call: a GPU batches the whole round.
         let cfg = RolloutConfig {
@@ -460,6 +532,7 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
             max_response_tokens: 3 * turn_tokens,
             max_batch: 0,
             early_search_start: early,
+            continuous_batching: continuous,
             ..rollout_cfg(o, mode)
         };
         let engine = RolloutEngine::new(
@@ -484,26 +557,41 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
             trajs.iter().map(|t| t.response_tokens()).sum(),
         ))
     };
-    let (mut sync_run, mut async_run, mut early) = (None, None, None);
+    let (mut sync_run, mut async_run, mut early, mut cont) = (None, None, None, None);
     for _ in 0..o.rollout_repeats {
-        sync_run = best(sync_run, run(RolloutMode::Sync, false)?);
-        async_run = best(async_run, run(RolloutMode::Async, false)?);
-        early = best(early, run(RolloutMode::Async, true)?);
+        sync_run = best(sync_run, run(RolloutMode::Sync, false, false)?);
+        async_run = best(async_run, run(RolloutMode::Async, false, false)?);
+        early = best(early, run(RolloutMode::Async, true, false)?);
+        cont = best(cont, run(RolloutMode::Async, false, true)?);
     }
-    let (sync_run, async_run, async_early) = (
+    let (sync_run, async_run, async_early, continuous) = (
         sync_run.expect("≥ 1 run"),
         async_run.expect("≥ 1 run"),
         early.expect("≥ 1 run"),
+        cont.expect("≥ 1 run"),
     );
     let turns = trajectories + sync_run.tool_calls;
+    let critical_path_ms = (0..trajectories)
+        .map(|k| {
+            let pattern = PATTERNS[k % PATTERNS.len()];
+            let tokens: usize = (0..pattern.len())
+                .map(|t| ChatTokens::text(&scheduled_turn(k, t, longest)).len() + 1)
+                .sum();
+            tokens as f64 * o.sched_step.as_secs_f64() * 1e3
+                + (pattern.len() - 1) as f64 * o.tool_latency.as_secs_f64() * 1e3
+        })
+        .fold(0.0, f64::max);
     Ok(SchedulerRuns {
+        critical_path_ms,
         step_ms: o.sched_step.as_secs_f64() * 1e3,
         mean_turn_tokens: sync_run.generated_tokens as f64 / turns as f64,
         async_speedup: sync_run.wall_ms / async_run.wall_ms,
         early_start_speedup: async_run.wall_ms / async_early.wall_ms,
+        continuous_speedup: sync_run.wall_ms / continuous.wall_ms,
         sync_run,
         async_run,
         async_early,
+        continuous,
     })
 }
 
@@ -909,12 +997,19 @@ pub fn print_table(r: &RolloutBenchReport) {
     }
     if let Some(sc) = &r.scheduler {
         println!(
-            "  scheduler alone (scripted policy, {:.1} ms a decode step whatever the batch, {:.1} tokens a turn, no cap on a call): async {:.2}x sync; early_search_start {:.2}x async without it",
-            sc.step_ms, sc.mean_turn_tokens, sc.async_speedup, sc.early_start_speedup
+            "  scheduler alone (scripted policy, {:.1} ms a decode step whatever the batch, {:.1} tokens a turn, no cap on a call): async {:.2}x sync; early_search_start {:.2}x async without it; continuous batching {:.2}x sync, {:.2}x the longest trajectory's own chain ({:.0} ms)",
+            sc.step_ms,
+            sc.mean_turn_tokens,
+            sc.async_speedup,
+            sc.early_start_speedup,
+            sc.continuous_speedup,
+            sc.continuous.wall_ms / sc.critical_path_ms,
+            sc.critical_path_ms
         );
         for (name, m) in [
             ("async", &sc.async_run),
             ("early", &sc.async_early),
+            ("cont", &sc.continuous),
             ("sync", &sc.sync_run),
         ] {
             print_run(name, m);
@@ -938,10 +1033,14 @@ pub fn print_table(r: &RolloutBenchReport) {
 
 fn print_modes(c: &ModeComparison) {
     println!(
-        "  {:?}: async speedup {:.2}x (at most {:.2}x for any schedule)",
-        c.workload, c.async_speedup, c.async_bound
+        "  {:?}: async speedup {:.2}x, continuous batching {:.2}x (at most {:.2}x for any schedule)",
+        c.workload, c.async_speedup, c.continuous_speedup, c.async_bound
     );
-    for (name, m) in [("async", &c.async_run), ("sync", &c.sync_run)] {
+    for (name, m) in [
+        ("async", &c.async_run),
+        ("cont", &c.continuous_run),
+        ("sync", &c.sync_run),
+    ] {
         print_run(name, m);
     }
 }
