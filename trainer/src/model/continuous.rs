@@ -181,13 +181,12 @@ impl ContinuousDecode {
     fn admit(
         &mut self,
         model: &QwenVl,
-        join: Vec<Joining>,
+        mut join: Vec<Joining>,
         seed: u64,
         mode: Mode,
         stats: &mut GenStats,
     ) -> Result<Tensor> {
         let device = model.device();
-        let mut join = join;
         let pre = {
             let seqs: Vec<&mut SeqState> = join.iter_mut().map(|j| &mut j.seq).collect();
             prefill_batch(model, &seqs, 0, self.params.share_prefill, mode, stats)?

@@ -190,23 +190,16 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         let mut call = 0u64;
         loop {
             // Take in whatever searches have finished; sync mode waits for all.
-            let mut arrived = false;
-            loop {
-                let msg =
-                    if in_flight > 0 && (self.cfg.mode == RolloutMode::Sync || !any_ready(slots)) {
-                        let t0 = Instant::now();
-                        let m = rx.recv().context("search task vanished")?;
-                        stats.tool_wait += t0.elapsed();
-                        m
-                    } else {
-                        match rx.try_recv() {
-                            Ok(m) => m,
-                            Err(_) => break,
-                        }
-                    };
-                self.take_result(policy, slots, msg, &mut in_flight, stats, requests)?;
-                arrived = true;
-            }
+            let sync = self.cfg.mode == RolloutMode::Sync;
+            let arrived = self.take_results(
+                policy,
+                slots,
+                &rx,
+                &mut in_flight,
+                stats,
+                requests,
+                |slots| sync || !any_ready(slots),
+            )?;
             if self.cfg.mode == RolloutMode::Async && arrived {
                 self.linger(policy, slots, &rx, &mut in_flight, stats, requests)?;
             }
@@ -337,20 +330,16 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 "the policy holds {} sessions in its decode, the engine gave it {decoding}",
                 policy.decoding()
             );
-            loop {
-                let msg = if in_flight > 0 && decoding == 0 && !any_ready(slots) {
-                    let t0 = Instant::now();
-                    let m = rx.recv().context("search task vanished")?;
-                    stats.tool_wait += t0.elapsed();
-                    m
-                } else {
-                    match rx.try_recv() {
-                        Ok(m) => m,
-                        Err(_) => break,
-                    }
-                };
-                self.take_result(policy, slots, msg, &mut in_flight, stats, requests)?;
-            }
+            // Block only when nothing decodes and nothing can join.
+            self.take_results(
+                policy,
+                slots,
+                &rx,
+                &mut in_flight,
+                stats,
+                requests,
+                |slots| decoding == 0 && !any_ready(slots),
+            )?;
             let mut ready: Vec<usize> = (0..slots.len())
                 .filter(|&i| matches!(slots[i].state, State::Ready))
                 .collect();
@@ -407,6 +396,39 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
             .max_response_tokens
             .saturating_sub(slot.response_tokens);
         self.cfg.max_turn_tokens.min(left)
+    }
+
+    /// Takes in the search results that have arrived, blocking for the
+    /// next one while searches are in flight and `wait` says so (asked
+    /// again after each result). Whether any arrived.
+    #[allow(clippy::too_many_arguments)]
+    fn take_results<P: Policy>(
+        &self,
+        policy: &mut P,
+        slots: &mut [Slot<P::Session>],
+        rx: &mpsc::Receiver<ToolDone>,
+        in_flight: &mut usize,
+        stats: &mut RolloutStats,
+        requests: &[RolloutRequest],
+        wait: impl Fn(&[Slot<P::Session>]) -> bool,
+    ) -> Result<bool> {
+        let mut arrived = false;
+        loop {
+            let msg = if *in_flight > 0 && wait(slots) {
+                let t0 = Instant::now();
+                let m = rx.recv().context("search task vanished")?;
+                stats.tool_wait += t0.elapsed();
+                m
+            } else {
+                match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            };
+            self.take_result(policy, slots, msg, in_flight, stats, requests)?;
+            arrived = true;
+        }
+        Ok(arrived)
     }
 
     /// Takes in search results that follow each other closely (siblings
