@@ -83,10 +83,20 @@ fn small_bench_runs_and_the_pytorch_twin_computes_the_same_step() {
         );
     }
     assert_eq!(sc.sync_run.tool_calls, 16);
-    // No schedule beats the longest trajectory's own chain.
-    for m in [&sc.sync_run, &sc.async_run, &sc.continuous] {
-        assert!(m.wall_ms >= sc.critical_path_ms * 0.99, "{sc:?}");
+    // No schedule beats the longest trajectory's own chain, with tools of
+    // fixed or of varying latency.
+    let jittered = r.scheduler_varied_tools.as_ref().expect("jitter > 0");
+    assert!(jittered.tool_jitter > 0.0);
+    for sc in [sc, jittered] {
+        for m in [&sc.sync_run, &sc.async_run, &sc.continuous] {
+            assert!(m.wall_ms >= sc.critical_path_ms * 0.99, "{sc:?}");
+            assert_eq!(m.tool_calls, 16);
+        }
     }
+    assert!(
+        jittered.critical_path_ms != sc.critical_path_ms,
+        "the latencies vary: {jittered:?}"
+    );
     assert!(sc.mean_turn_tokens > 8.0, "{sc:?}");
     assert!(r.grpo_step_ms > 0.0 && r.torch_grpo_step_ms > 0.0);
     assert!(r.grpo_response_tokens > 0);

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// runs (a scripted policy), ms (0: skip them).
     #[arg(long)]
     pub sched_step_ms: Option<f64>,
+    /// `rollout` only: the scheduler-only runs again with each search's
+    /// latency drawn from the latency × [1 − this, 1 + this] (0: skip).
+    #[arg(long)]
+    pub sched_tool_jitter: Option<f64>,
     /// `rollout` only: the fake tools' latency, ms.
     #[arg(long)]
     pub tool_latency_ms: Option<u64>,
@@ -101,6 +105,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     "--sched-step-ms {ms} is not a duration"
                 );
                 opts.sched_step = std::time::Duration::from_secs_f64(ms / 1e3);
+            }
+            if let Some(j) = args.sched_tool_jitter {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&j),
+                    "--sched-tool-jitter {j} is not in [0, 1]"
+                );
+                opts.sched_tool_jitter = j;
             }
             if let Some(ms) = args.tool_latency_ms {
                 opts.tool_latency = std::time::Duration::from_millis(ms);

@@ -236,6 +236,10 @@ pub struct RolloutBenchOptions {
     pub sched_step: Duration,
     /// Their reasons' longest length in tokens (each turn draws 8..=this).
     pub sched_reason_tokens: usize,
+    /// A second set of them with each search's latency drawn from
+    /// `tool_latency` × [1 − this, 1 + this], as real APIs' vary (0: not
+    /// run).
+    pub sched_tool_jitter: f64,
     /// Async's wait for sibling search results (`rollout.batch_linger_ms`).
     pub batch_linger_ms: u64,
     pub tool_latency: Duration,
@@ -272,6 +276,7 @@ impl Default for RolloutBenchOptions {
             max_batch: 8,
             sched_step: Duration::from_millis(3),
             sched_reason_tokens: 96,
+            sched_tool_jitter: 0.75,
             batch_linger_ms: RolloutConfig::default().batch_linger_ms,
             tool_latency: Duration::from_millis(200),
             rollout_repeats: 3,
@@ -354,6 +359,9 @@ pub struct RolloutBenchReport {
     pub on_demand_varied: Option<ModeComparison>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<SchedulerRuns>,
+    /// The same with tools of varying latency (`sched_tool_jitter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler_varied_tools: Option<SchedulerRuns>,
     pub grpo_trajectories: usize,
     pub grpo_response_tokens: usize,
     /// Best of the timed steps (robust to other load on the machine).
@@ -394,7 +402,11 @@ fn requests(prompts: usize, n: usize) -> Vec<RolloutRequest> {
 }
 
 fn fake_tools(latency: Duration) -> Arc<FakeSearchTools> {
-    Arc::new(FakeSearchTools::new(latency, |call| match call {
+    Arc::new(fake_tools_of(latency))
+}
+
+fn fake_tools_of(latency: Duration) -> FakeSearchTools {
+    FakeSearchTools::new(latency, |call| match call {
         FakeToolCall::Image { .. } => ToolObservation {
             parts: vec![
                 ObservationPart::Text("1. A landmark - Example\n".into()),
@@ -403,7 +415,7 @@ fn fake_tools(latency: Duration) -> Arc<FakeSearchTools> {
             error: None,
         },
         FakeToolCall::Text(q) => ToolObservation::text(format!("Results for {q}.")),
-    }))
+    })
 }
 
 fn rollout_cfg(o: &RolloutBenchOptions, mode: RolloutMode) -> RolloutConfig {
@@ -479,6 +491,8 @@ pub fn rollout_modes<P: Policy>(
 #[derive(Clone, Debug, Serialize)]
 pub struct SchedulerRuns {
     pub step_ms: f64,
+    /// Each search's latency is `tool_latency` × [1 − this, 1 + this].
+    pub tool_jitter: f64,
     pub mean_turn_tokens: f64,
     pub sync_run: ModeRun,
     /// Async as configured by default: searches start when their call returns.
@@ -506,21 +520,40 @@ fn scheduled_turn(k: usize, turn: usize, longest: usize) -> String {
     let action = pattern[turn.min(pattern.len() - 1)];
     let span = longest.saturating_sub(8) as u64 + 1;
     let len = 8 + (crate::rollout::mix(k as u64, turn as u64) % span) as usize;
-    action.replace(
-        "<reason>r</reason>",
-        &format!("<reason>{}</reason>", "r".repeat(len)),
-    )
+    action
+        .replace(
+            "<reason>r</reason>",
+            &format!("<reason>{}</reason>", "r".repeat(len)),
+        )
+        .replace("landmark", &format!("landmark {k}"))
 }
 
-pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<SchedulerRuns> {
+/// Trajectory `k`'s image or text search latency: `base` × a factor drawn
+/// from [1 − jitter, 1 + jitter].
+fn search_latency(base: Duration, jitter: f64, k: usize, image: bool) -> Duration {
+    let u = (crate::rollout::mix(k as u64, 1000 + u64::from(image)) % 1001) as f64 / 1000.0;
+    base.mul_f64(1.0 - jitter + 2.0 * jitter * u)
+}
+
+pub fn scheduler_runs(
+    o: &RolloutBenchOptions,
+    jitter: f64,
+    handle: &Handle,
+) -> Result<SchedulerRuns> {
     ensure!(o.rollout_repeats >= 1, "rollout_repeats must be at least 1");
+    ensure!(
+        (0.0..=1.0).contains(&jitter),
+        "the tools' latency jitter {jitter} is not in [0, 1]"
+    );
+    let base = o.tool_latency;
     let trajectories = o.prompts * o.n;
     let reqs: Vec<RolloutRequest> = (0..trajectories)
         .map(|k| RolloutRequest {
             id: format!("sched#{k}"),
             question: format!("q{k}"),
             image: png(k as u8),
-            image_url: None,
+            // Names the trajectory to the tools, for its latency.
+            image_url: Some(format!("sched://{k}")),
         })
         .collect();
     let longest = o.sched_reason_tokens;
@@ -535,10 +568,21 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
             continuous_batching: continuous,
             ..rollout_cfg(o, mode)
         };
+        let tools = fake_tools_of(base).with_latency_of(move |call| {
+            let (k, image) = match call {
+                FakeToolCall::Image { url, .. } => (
+                    url.as_deref().and_then(|u| u.strip_prefix("sched://")),
+                    true,
+                ),
+                FakeToolCall::Text(q) => (q.strip_prefix("landmark "), false),
+            };
+            let k = k.and_then(|k| k.parse().ok()).unwrap_or(0);
+            search_latency(base, jitter, k, image)
+        });
         let engine = RolloutEngine::new(
             cfg,
             Arc::new(Prompts::builtin()),
-            fake_tools(o.tool_latency),
+            Arc::new(tools),
             handle.clone(),
         );
         let mut policy = ScriptedPolicy::new(move |text: &str| {
@@ -577,12 +621,20 @@ pub fn scheduler_runs(o: &RolloutBenchOptions, handle: &Handle) -> Result<Schedu
             let tokens: usize = (0..pattern.len())
                 .map(|t| ChatTokens::text(&scheduled_turn(k, t, longest)).len() + 1)
                 .sum();
-            tokens as f64 * o.sched_step.as_secs_f64() * 1e3
-                + (pattern.len() - 1) as f64 * o.tool_latency.as_secs_f64() * 1e3
+            let searches: Duration = pattern
+                .iter()
+                .map(|&a| match a {
+                    IMAGE => search_latency(base, jitter, k, true),
+                    TEXT => search_latency(base, jitter, k, false),
+                    _ => Duration::ZERO,
+                })
+                .sum();
+            tokens as f64 * o.sched_step.as_secs_f64() * 1e3 + searches.as_secs_f64() * 1e3
         })
         .fold(0.0, f64::max);
     Ok(SchedulerRuns {
         critical_path_ms,
+        tool_jitter: jitter,
         step_ms: o.sched_step.as_secs_f64() * 1e3,
         mean_turn_tokens: sync_run.generated_tokens as f64 / turns as f64,
         async_speedup: sync_run.wall_ms / async_run.wall_ms,
@@ -942,7 +994,12 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
     let scheduler = if o.sched_step.is_zero() {
         None
     } else {
-        Some(scheduler_runs(o, handle)?)
+        Some(scheduler_runs(o, 0.0, handle)?)
+    };
+    let scheduler_varied_tools = if o.sched_step.is_zero() || o.sched_tool_jitter == 0.0 {
+        None
+    } else {
+        Some(scheduler_runs(o, o.sched_tool_jitter, handle)?)
     };
     let g = grpo_vs_torch(policy, o, handle)?;
     let (device, dtype) = o.target.torch_names()?;
@@ -962,6 +1019,7 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         stop_chance: o.stop_chance,
         on_demand_varied,
         scheduler,
+        scheduler_varied_tools,
         grpo_trajectories: o.grpo_trajectories,
         grpo_response_tokens: g.response_tokens,
         grpo_step_ms: g.ours.best_ms,
@@ -995,25 +1053,8 @@ pub fn print_table(r: &RolloutBenchReport) {
         );
         print_modes(c);
     }
-    if let Some(sc) = &r.scheduler {
-        println!(
-            "  scheduler alone (scripted policy, {:.1} ms a decode step whatever the batch, {:.1} tokens a turn, no cap on a call): async {:.2}x sync; early_search_start {:.2}x async without it; continuous batching {:.2}x sync, {:.2}x the longest trajectory's own chain ({:.0} ms)",
-            sc.step_ms,
-            sc.mean_turn_tokens,
-            sc.async_speedup,
-            sc.early_start_speedup,
-            sc.continuous_speedup,
-            sc.continuous.wall_ms / sc.critical_path_ms,
-            sc.critical_path_ms
-        );
-        for (name, m) in [
-            ("async", &sc.async_run),
-            ("early", &sc.async_early),
-            ("cont", &sc.continuous),
-            ("sync", &sc.sync_run),
-        ] {
-            print_run(name, m);
-        }
+    for sc in r.scheduler.iter().chain(&r.scheduler_varied_tools) {
+        print_scheduler(sc, r.tool_latency_ms);
     }
     println!(
         "GRPO step: {} trajectories, {} response tokens, best (median) of the timed steps",
@@ -1029,6 +1070,29 @@ pub fn print_table(r: &RolloutBenchReport) {
         r.grpo_max_weight_diff,
         r.grpo_update_rel_diff
     );
+}
+
+fn print_scheduler(sc: &SchedulerRuns, tool_ms: f64) {
+    println!(
+        "  scheduler alone (scripted policy, {:.1} ms a decode step whatever the batch, {:.1} tokens a turn, no cap on a call, tools {:.0}–{:.0} ms): async {:.2}x sync; early_search_start {:.2}x async without it; continuous batching {:.2}x sync, {:.2}x the longest trajectory's own chain ({:.0} ms)",
+        sc.step_ms,
+        sc.mean_turn_tokens,
+        tool_ms * (1.0 - sc.tool_jitter),
+        tool_ms * (1.0 + sc.tool_jitter),
+        sc.async_speedup,
+        sc.early_start_speedup,
+        sc.continuous_speedup,
+        sc.continuous.wall_ms / sc.critical_path_ms,
+        sc.critical_path_ms
+    );
+    for (name, m) in [
+        ("async", &sc.async_run),
+        ("early", &sc.async_early),
+        ("cont", &sc.continuous),
+        ("sync", &sc.sync_run),
+    ] {
+        print_run(name, m);
+    }
 }
 
 fn print_modes(c: &ModeComparison) {

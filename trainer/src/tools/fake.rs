@@ -1,5 +1,5 @@
 //! In-process search tools for tests and benchmarks: scripted answers and a
-//! fixed latency, with a log of every call.
+//! fixed latency (or one per call), with a log of every call.
 
 use super::{ImageQuery, SearchTools, ToolFuture, ToolObservation};
 use std::sync::Mutex;
@@ -15,9 +15,11 @@ pub enum FakeToolCall {
 }
 
 type Responder = dyn Fn(&FakeToolCall) -> ToolObservation + Send + Sync;
+type Latency = dyn Fn(&FakeToolCall) -> Duration + Send + Sync;
 
 pub struct FakeSearchTools {
     latency: Duration,
+    latency_of: Option<Box<Latency>>,
     respond: Box<Responder>,
     calls: Mutex<Vec<FakeToolCall>>,
 }
@@ -30,9 +32,20 @@ impl FakeSearchTools {
     ) -> Self {
         Self {
             latency,
+            latency_of: None,
             respond: Box::new(respond),
             calls: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Each call's latency is `latency_of(call)` instead, as real search
+    /// APIs' vary.
+    pub fn with_latency_of(
+        mut self,
+        latency_of: impl Fn(&FakeToolCall) -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        self.latency_of = Some(Box::new(latency_of));
+        self
     }
 
     /// Echoes the call back as text.
@@ -50,9 +63,10 @@ impl FakeSearchTools {
     }
 
     fn answer(&self, call: FakeToolCall) -> ToolFuture<'_> {
+        let latency = self.latency_of.as_ref().map_or(self.latency, |f| f(&call));
         Box::pin(async move {
-            if !self.latency.is_zero() {
-                tokio::time::sleep(self.latency).await;
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
             }
             let out = (self.respond)(&call);
             self.calls
