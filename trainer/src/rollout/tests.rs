@@ -636,4 +636,29 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
         assert_eq!(a.turn_texts(), b.turn_texts());
         assert_eq!(a.transcript, b.transcript);
     }
+    // A policy without a continuous decode of its own (the trait's
+    // default) runs each step's joiners as one whole call: the same
+    // trajectories, every turn generated once.
+    let cfg = RolloutConfig {
+        mode: RolloutMode::Async,
+        continuous_batching: true,
+        ..Default::default()
+    };
+    let mut p = Probe {
+        inner: ScriptedPolicy::new(script),
+        started: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        wait: Duration::ZERO,
+        during: Vec::new(),
+    };
+    let (whole, _) = engine(cfg, fake_tools(1), &rt)
+        .run(&mut p, &reqs, 0)
+        .unwrap();
+    assert_eq!(p.decoding(), 0);
+    assert!(p.inner.steps.is_empty());
+    let turns: usize = whole.iter().map(|t| t.turns.len()).sum();
+    assert_eq!(p.inner.calls.iter().sum::<usize>(), turns);
+    for (a, b) in want.iter().zip(&whole) {
+        assert_eq!(a.turn_texts(), b.turn_texts());
+        assert_eq!(a.transcript, b.transcript);
+    }
 }
