@@ -9,9 +9,10 @@
 //!
 //! A joining row's prompt is prefilled apart, as [`super::generate`]
 //! prefills a call (prompts a group shares computed once), and its
-//! keys/values are copied in to end at `col`; the buffers are rebuilt wider
-//! when a row is longer than `col` or needs more free columns, dropping the
-//! dead columns left of every live row. Each step feeds the rows' last
+//! keys/values are copied in to end at `col`. Each admission rebuilds the
+//! buffers with the joiners' rows, dropping the dead columns left of every
+//! live row, and widens them when a row is longer than `col` or needs more
+//! free columns than are left. Each step feeds the rows' last
 //! tokens, admits the joiners, samples one token per row, and takes out the
 //! rows that are done, each with its compact cache, as `generate` leaves it.
 
