@@ -40,10 +40,12 @@ for what in ${CHECKS:-generate rollout quick}; do
         check generate_bf16 150 "$BIN" bench generate --device cuda --dtype bf16
         check generate_f32 150 "$BIN" bench generate --device cuda --dtype f32 ;;
     rollout)
-        check rollout_bf16 240 "$BIN" bench rollout --device cuda --dtype bf16
-        check rollout_f32 240 "$BIN" bench rollout --device cuda --dtype f32
+        # Each batch runs sync, async and continuous batching; the scripted
+        # scheduler runs never touch the GPU (--sched-step-ms 0 skips them).
+        check rollout_bf16 240 "$BIN" bench rollout --device cuda --dtype bf16 --sched-step-ms 0
+        check rollout_f32 240 "$BIN" bench rollout --device cuda --dtype f32 --sched-step-ms 0
         # Does lingering for sibling results cut bf16's many small calls?
-        check rollout_bf16_linger 240 "$BIN" bench rollout --device cuda --dtype bf16 --batch-linger-ms 2 ;;
+        check rollout_bf16_linger 240 "$BIN" bench rollout --device cuda --dtype bf16 --batch-linger-ms 2 --sched-step-ms 0 ;;
     quick)
         check demo_quick_bf16 150 "$BIN" demo --quick --configs "$BF16" --world /tmp/gpu-qw --runs /tmp/gpu-qr
         check demo_quick_f32 150 "$BIN" demo --quick --world /tmp/gpu-qw32 --runs /tmp/gpu-qr32 ;;
