@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// (`rollout.batch_linger_ms`; 0: never).
     #[arg(long)]
     pub batch_linger_ms: Option<u64>,
+    /// `rollout` only: how many decode steps continuous batching's joiners
+    /// wait for others (`rollout.join_linger_steps`; 0: never).
+    #[arg(long)]
+    pub join_linger_steps: Option<u64>,
     /// `rollout` only: the cost of one decode step in the scheduler-only
     /// runs (a scripted policy), ms (0: skip them).
     #[arg(long)]
@@ -99,6 +103,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             opts.stop_chance = args.stop_chance.unwrap_or(opts.stop_chance);
             opts.max_batch = args.max_batch.unwrap_or(opts.max_batch);
             opts.batch_linger_ms = args.batch_linger_ms.unwrap_or(opts.batch_linger_ms);
+            opts.join_linger_steps = args.join_linger_steps.unwrap_or(opts.join_linger_steps);
             if let Some(ms) = args.sched_step_ms {
                 anyhow::ensure!(
                     ms.is_finite() && ms >= 0.0,

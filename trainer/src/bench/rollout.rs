@@ -242,6 +242,9 @@ pub struct RolloutBenchOptions {
     pub sched_tool_jitter: f64,
     /// Async's wait for sibling search results (`rollout.batch_linger_ms`).
     pub batch_linger_ms: u64,
+    /// Continuous batching's wait for other joiners
+    /// (`rollout.join_linger_steps`).
+    pub join_linger_steps: u64,
     pub tool_latency: Duration,
     /// Runs of each mode, alternating; the best counts (other load on the
     /// machine only ever adds time).
@@ -278,6 +281,7 @@ impl Default for RolloutBenchOptions {
             sched_reason_tokens: 96,
             sched_tool_jitter: 0.75,
             batch_linger_ms: RolloutConfig::default().batch_linger_ms,
+            join_linger_steps: RolloutConfig::default().join_linger_steps,
             tool_latency: Duration::from_millis(200),
             rollout_repeats: 3,
             grpo_trajectories: 32,
@@ -346,6 +350,7 @@ pub struct RolloutBenchReport {
     pub tool_latency_ms: f64,
     pub max_batch: usize,
     pub batch_linger_ms: u64,
+    pub join_linger_steps: u64,
     /// The RAG-shaped batch (every trajectory searches twice).
     pub async_ms: f64,
     pub sync_ms: f64,
@@ -427,6 +432,7 @@ fn rollout_cfg(o: &RolloutBenchOptions, mode: RolloutMode) -> RolloutConfig {
         max_response_tokens: 3 * o.max_turn_tokens,
         max_batch: o.max_batch,
         batch_linger_ms: o.batch_linger_ms,
+        join_linger_steps: o.join_linger_steps,
         ..RolloutConfig::default()
     }
 }
@@ -1011,6 +1017,7 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
         tool_latency_ms: o.tool_latency.as_secs_f64() * 1e3,
         max_batch: o.max_batch,
         batch_linger_ms: o.batch_linger_ms,
+        join_linger_steps: o.join_linger_steps,
         async_ms: rag.async_run.wall_ms,
         sync_ms: rag.sync_run.wall_ms,
         async_speedup: rag.async_speedup,
@@ -1034,14 +1041,15 @@ pub fn run(o: &RolloutBenchOptions, handle: &Handle) -> Result<RolloutBenchRepor
 
 pub fn print_table(r: &RolloutBenchReport) {
     println!(
-        "rollout batch: {} trajectories of the {}, {} on {}, tools {:.0} ms, ≤{} sessions per generation call, async lingers {} ms for sibling results (best of runs)",
+        "rollout batch: {} trajectories of the {}, {} on {}, tools {:.0} ms, ≤{} sessions per generation call, async lingers {} ms for sibling results, continuous joiners {} steps (best of runs)",
         r.trajectories,
         r.policy,
         r.dtype,
         r.device,
         r.tool_latency_ms,
         r.max_batch,
-        r.batch_linger_ms
+        r.batch_linger_ms,
+        r.join_linger_steps
     );
     for c in [&r.rag, &r.on_demand] {
         print_modes(c);

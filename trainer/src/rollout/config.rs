@@ -50,6 +50,10 @@ pub struct RolloutConfig {
     /// no longer waits for its longest row, nor a result for the next call.
     /// `max_batch` caps the rows decoding together.
     pub continuous_batching: bool,
+    /// Continuous batching: while rows decode, sessions ready to join wait
+    /// up to this many decode steps for others (unless they would fill the
+    /// decode), so more of them share one prefill. 0: join at the next step.
+    pub join_linger_steps: u64,
     pub temperature: f64,
     pub top_p: f64,
     pub top_k: usize,
@@ -73,6 +77,7 @@ impl Default for RolloutConfig {
             batch_linger_ms: 0,
             early_search_start: false,
             continuous_batching: false,
+            join_linger_steps: 0,
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,

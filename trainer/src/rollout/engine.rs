@@ -313,6 +313,8 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
         let (tx, rx) = mpsc::channel::<ToolDone>();
         let mut in_flight = 0usize;
         let mut step = 0u64;
+        // The step since which sessions have been ready to join.
+        let mut ready_since: Option<u64> = None;
         let params = SampleParams {
             temperature: self.cfg.temperature,
             top_p: self.cfg.top_p,
@@ -344,7 +346,19 @@ impl<T: SearchTools + 'static> RolloutEngine<T> {
                 .filter(|&i| matches!(slots[i].state, State::Ready))
                 .collect();
             ready.sort_by_key(|&i| (slots[i].turns.len(), i));
-            ready.truncate(cap.saturating_sub(decoding));
+            let free = cap.saturating_sub(decoding);
+            // `join_linger_steps`: while rows decode, joiners that would not
+            // fill the decode wait for others, so they share one prefill.
+            let hold = decoding > 0 && !ready.is_empty() && ready.len() < free && {
+                let since = *ready_since.get_or_insert(step);
+                step - since < self.cfg.join_linger_steps
+            };
+            if hold {
+                ready.clear();
+            } else {
+                ready_since = None;
+            }
+            ready.truncate(free);
             if ready.is_empty() && decoding == 0 {
                 if in_flight == 0 {
                     break;

@@ -636,6 +636,24 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
         assert_eq!(a.turn_texts(), b.turn_texts());
         assert_eq!(a.transcript, b.transcript);
     }
+    // Lingering to join: the returning sessions wait for each other while
+    // the long row decodes (here past its end), so there are fewer, larger
+    // admissions and more steps; the trajectories do not change.
+    let cfg = RolloutConfig {
+        mode: RolloutMode::Async,
+        continuous_batching: true,
+        join_linger_steps: 10_000,
+        ..Default::default()
+    };
+    let mut p = ScriptedPolicy::new(script).with_cost(Duration::from_micros(500));
+    let (lingered, _) = engine(cfg, fake_tools(1), &rt)
+        .run(&mut p, &reqs, 0)
+        .unwrap();
+    assert!(p.steps.len() > long_steps, "{} steps", p.steps.len());
+    for (a, b) in want.iter().zip(&lingered) {
+        assert_eq!(a.turn_texts(), b.turn_texts());
+        assert_eq!(a.transcript, b.transcript);
+    }
     // A policy without a continuous decode of its own (the trait's
     // default) runs each step's joiners as one whole call: the same
     // trajectories, every turn generated once.
