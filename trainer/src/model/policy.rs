@@ -565,16 +565,21 @@ impl Policy for QwenVlPolicy {
         params: &SampleParams,
         seed: u64,
     ) -> Result<Vec<Left<QwenSession>>> {
-        let gp = self.gen_params(params)?;
-        if let Some(d) = &self.continuous
-            && !d.is_empty()
-        {
-            ensure!(
-                *d.params() == gp,
-                "sampling settings changed while {} rows decode",
-                d.len()
-            );
-        }
+        // Settings are built (and checked) when a decode starts; each later
+        // step only compares the sampling fields it was started with.
+        let gp = match &self.continuous {
+            Some(d) if !d.is_empty() => {
+                let s = &d.params().sampling;
+                ensure!(
+                    (s.temperature, s.top_p, s.top_k)
+                        == (params.temperature, params.top_p, params.top_k),
+                    "sampling settings changed while {} rows decode",
+                    d.len()
+                );
+                None
+            }
+            _ => Some(self.gen_params(params)?),
+        };
         let mut joining = Vec::with_capacity(join.len());
         for Join {
             key,
@@ -594,9 +599,11 @@ impl Policy for QwenVlPolicy {
             });
             self.decoding.insert(key, session);
         }
-        let decode = match &mut self.continuous {
-            Some(d) if !d.is_empty() => d,
-            slot => slot.insert(ContinuousDecode::new(gp)),
+        let decode = match (&mut self.continuous, gp) {
+            (Some(d), None) => d,
+            (slot, gp) => slot.insert(ContinuousDecode::new(
+                gp.expect("settings are built when no decode runs"),
+            )),
         };
         let mut stats = GenStats::default();
         let done = decode.step(&self.model, joining, seed, Mode::EVAL, &mut stats)?;

@@ -594,11 +594,12 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
     let rt = runtime();
     let long = format!("<reason>{}</reason><answer>y</answer>", "x".repeat(800));
     let reqs = vec![request("txt,ans"), request(&long), request("img,txt,ans")];
-    let run = |mode, continuous, max_batch| {
+    let run = |mode, continuous, max_batch, join_linger_steps| {
         let cfg = RolloutConfig {
             mode,
             continuous_batching: continuous,
             max_batch,
+            join_linger_steps,
             ..Default::default()
         };
         let eng = engine(cfg, fake_tools(1), &rt);
@@ -607,8 +608,8 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
         assert_eq!(p.decoding(), 0, "every session left the decode");
         (t, s, p.steps)
     };
-    let (want, _, _) = run(RolloutMode::Sync, false, 0);
-    let (got, stats, steps) = run(RolloutMode::Async, true, 0);
+    let (want, _, _) = run(RolloutMode::Sync, false, 0, 0);
+    let (got, stats, steps) = run(RolloutMode::Async, true, 0, 0);
     for (a, b) in want.iter().zip(&got) {
         assert_eq!(a.end, b.end);
         assert_eq!(a.turn_texts(), b.turn_texts());
@@ -629,7 +630,7 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
     assert_eq!(stats.generate_calls, steps.len());
     assert!(stats.overlapped_calls > 0);
     // Capped at two rows: the third waits its turn, nothing else changes.
-    let (capped, _, steps) = run(RolloutMode::Async, true, 2);
+    let (capped, _, steps) = run(RolloutMode::Async, true, 2, 0);
     assert!(steps.iter().all(|&n| n <= 2), "{steps:?}");
     assert_eq!(steps[0], 2);
     for (a, b) in want.iter().zip(&capped) {
@@ -639,17 +640,8 @@ fn continuous_batching_rejoins_sessions_while_a_long_row_decodes() {
     // Lingering to join: the returning sessions wait for each other while
     // the long row decodes (here past its end), so there are fewer, larger
     // admissions and more steps; the trajectories do not change.
-    let cfg = RolloutConfig {
-        mode: RolloutMode::Async,
-        continuous_batching: true,
-        join_linger_steps: 10_000,
-        ..Default::default()
-    };
-    let mut p = ScriptedPolicy::new(script).with_cost(Duration::from_micros(500));
-    let (lingered, _) = engine(cfg, fake_tools(1), &rt)
-        .run(&mut p, &reqs, 0)
-        .unwrap();
-    assert!(p.steps.len() > long_steps, "{} steps", p.steps.len());
+    let (lingered, _, steps) = run(RolloutMode::Async, true, 0, 10_000);
+    assert!(steps.len() > long_steps, "{} steps", steps.len());
     for (a, b) in want.iter().zip(&lingered) {
         assert_eq!(a.turn_texts(), b.turn_texts());
         assert_eq!(a.transcript, b.transcript);
