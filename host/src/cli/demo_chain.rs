@@ -44,6 +44,48 @@ pub struct DemoArgs {
     pub margin_search: f64,
 }
 
+/// `mmsr-host evidence`: issue 6's directions over several seeds' demo runs.
+#[derive(Args, Debug)]
+pub struct EvidenceArgs {
+    /// Demo run dirs (`demo --runs`), one per seed, each with its evidence.json.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Print the checks as JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Each direction's mean gap over the runs against the noise they measure;
+/// exits 1 when one does not clear it.
+pub fn run_evidence(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
+    let mut runs = Vec::with_capacity(args.runs.len());
+    for dir in &args.runs {
+        let path = dir.join(MARKER);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: no demo evidence here", path.display()))?;
+        let checks: Vec<evidence::Check> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a demo's evidence", path.display()))?;
+        runs.push(checks);
+    }
+    let checks = evidence::across_seeds(&runs)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", evidence::render_across(&checks));
+    }
+    let passed = checks.iter().filter(|c| c.passed).count();
+    eprintln!(
+        "{passed} of {} directions clear the seed-to-seed noise over {} runs",
+        checks.len(),
+        runs.len()
+    );
+    Ok(if passed == checks.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// The file that marks a run dir as this command's, so it may be replaced.
 const MARKER: &str = "evidence.json";
 /// The world of `--quick`: enough of every kind of question to exercise each stage.

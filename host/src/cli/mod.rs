@@ -53,6 +53,8 @@ pub enum Command {
     Report(eval::ReportArgs),
     /// The whole demo chain on embedded defaults.
     Demo(demo_chain::DemoArgs),
+    /// Issue 6's directions over several seeds' demo runs, against the noise they measure.
+    Evidence(demo_chain::EvidenceArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run_eval(args),
         Command::Report(args) => eval::run_report(args),
         Command::Demo(args) => demo_chain::run_demo(args),
+        Command::Evidence(args) => demo_chain::run_evidence(args),
     }
 }
 
