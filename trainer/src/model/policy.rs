@@ -567,7 +567,7 @@ impl Policy for QwenVlPolicy {
     ) -> Result<Vec<Left<QwenSession>>> {
         // Settings are built (and checked) when a decode starts; each later
         // step only compares the sampling fields it was started with.
-        let gp = match &self.continuous {
+        match &self.continuous {
             Some(d) if !d.is_empty() => {
                 let s = &d.params().sampling;
                 ensure!(
@@ -576,10 +576,9 @@ impl Policy for QwenVlPolicy {
                     "sampling settings changed while {} rows decode",
                     d.len()
                 );
-                None
             }
-            _ => Some(self.gen_params(params)?),
-        };
+            _ => self.continuous = Some(ContinuousDecode::new(self.gen_params(params)?)),
+        }
         let mut joining = Vec::with_capacity(join.len());
         for Join {
             key,
@@ -599,12 +598,7 @@ impl Policy for QwenVlPolicy {
             });
             self.decoding.insert(key, session);
         }
-        let decode = match (&mut self.continuous, gp) {
-            (Some(d), None) => d,
-            (slot, gp) => slot.insert(ContinuousDecode::new(
-                gp.expect("settings are built when no decode runs"),
-            )),
-        };
+        let decode = self.continuous.as_mut().expect("started above");
         let mut stats = GenStats::default();
         let done = decode.step(&self.model, joining, seed, Mode::EVAL, &mut stats)?;
         self.last_stats = stats;

@@ -18,8 +18,7 @@ type Responder = dyn Fn(&FakeToolCall) -> ToolObservation + Send + Sync;
 type Latency = dyn Fn(&FakeToolCall) -> Duration + Send + Sync;
 
 pub struct FakeSearchTools {
-    latency: Duration,
-    latency_of: Option<Box<Latency>>,
+    latency: Box<Latency>,
     respond: Box<Responder>,
     calls: Mutex<Vec<FakeToolCall>>,
 }
@@ -31,8 +30,7 @@ impl FakeSearchTools {
         respond: impl Fn(&FakeToolCall) -> ToolObservation + Send + Sync + 'static,
     ) -> Self {
         Self {
-            latency,
-            latency_of: None,
+            latency: Box::new(move |_| latency),
             respond: Box::new(respond),
             calls: Mutex::new(Vec::new()),
         }
@@ -44,7 +42,7 @@ impl FakeSearchTools {
         mut self,
         latency_of: impl Fn(&FakeToolCall) -> Duration + Send + Sync + 'static,
     ) -> Self {
-        self.latency_of = Some(Box::new(latency_of));
+        self.latency = Box::new(latency_of);
         self
     }
 
@@ -63,7 +61,7 @@ impl FakeSearchTools {
     }
 
     fn answer(&self, call: FakeToolCall) -> ToolFuture<'_> {
-        let latency = self.latency_of.as_ref().map_or(self.latency, |f| f(&call));
+        let latency = (self.latency)(&call);
         Box::pin(async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
