@@ -794,10 +794,11 @@ fn eos_ids_end_turns_and_rows_stream_as_they_finish() {
 }
 
 /// Continuous batching: sessions join the running decode at different
-/// steps, with different budgets, and leave as they end. Each greedy turn
-/// is the one `generate` gives the session alone, its sampled log-probs are
-/// its transcript's teacher-forced scores, and the cache it leaves behind
-/// carries the next turn as `generate`'s does.
+/// steps, with different budgets, and leave as they end; a late one takes
+/// the row a leaver freed (the last row moved into it) without a rebuild.
+/// Each greedy turn is the one `generate` gives the session alone, its
+/// sampled log-probs are its transcript's teacher-forced scores, and the
+/// cache it leaves behind carries the next turn as `generate`'s does.
 #[test]
 fn continuous_decode_equals_generating_each_session_alone() {
     use mmsr_trainer::policy::{Join, Left};
@@ -809,9 +810,14 @@ fn continuous_decode_equals_generating_each_session_alone() {
             image(1),
             text("A longer question about the emblem of a town in a region far away."),
         ],
+        vec![text("Which town?")],
+        vec![image(2), text("What is this?")],
     ];
-    // (joins at step, budget)
-    let plan = [(0usize, 9usize), (2, 4), (4, 7)];
+    // (joins at step, budget): session 1 leaves at step 5, before session 0
+    // (step 8) and session 2 (step 10); session 3 joins at step 6 and
+    // leaves at 8; session 4 needs more columns than are free at step 9,
+    // beside two free rows.
+    let plan = [(0usize, 9usize), (2, 4), (4, 7), (6, 3), (9, 12)];
     let follow = vec![
         text("<information>\n"),
         image(2),
@@ -831,9 +837,10 @@ fn continuous_decode_equals_generating_each_session_alone() {
         ));
     }
     let mut waiting: Vec<_> = prompts.iter().map(|u| Some(p.open(u).unwrap())).collect();
-    let mut done: Vec<Option<Left<_>>> = (0..3).map(|_| None).collect();
+    let mut done: Vec<Option<Left<_>>> = (0..5).map(|_| None).collect();
     let mut step = 0;
     let mut most = 0;
+    let mut rebuilds = Vec::new();
     while done.iter().any(Option::is_none) {
         let join: Vec<Join<_>> = plan
             .iter()
@@ -849,12 +856,23 @@ fn continuous_decode_equals_generating_each_session_alone() {
             let k = l.key;
             done[k] = Some(l);
         }
+        rebuilds.push(p.last_stats.kv_rebuilds);
         most = most.max(p.decoding());
         step += 1;
         assert!(step < 100, "the decode does not end");
     }
     assert_eq!(p.decoding(), 0);
-    assert_eq!(most, 3, "all three decoded together at some step");
+    assert_eq!(most, 3, "three decoded together at some step");
+    assert_eq!(
+        done[1].as_ref().unwrap().turn.token_ids.len(),
+        plan[1].1,
+        "session 1 spends its budget, so it has left when session 3 joins"
+    );
+    assert_eq!(
+        rebuilds[..11],
+        [1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0],
+        "rebuilds by step"
+    );
     let mut sessions = Vec::new();
     for (k, l) in done.into_iter().enumerate() {
         let l = l.unwrap();
@@ -875,7 +893,7 @@ fn continuous_decode_equals_generating_each_session_alone() {
             max_new_tokens: 6,
         })
         .collect();
-    let mut second: Vec<Option<Left<_>>> = (0..3).map(|_| None).collect();
+    let mut second: Vec<Option<Left<_>>> = (0..5).map(|_| None).collect();
     let mut join = Some(join);
     while second.iter().any(Option::is_none) {
         for l in p
@@ -895,7 +913,7 @@ fn continuous_decode_equals_generating_each_session_alone() {
         assert_eq!(t.response_mask, want[k].2.response_mask);
         ts.push(t);
     }
-    let _ = sampled_match_scored(&mut p, &ts, 1.0, &[0, 0, 0]);
+    let _ = sampled_match_scored(&mut p, &ts, 1.0, &[0, 0, 0, 0, 0]);
     // Sampling settings are the decode's for its life.
     let s1 = p.open(&[text("One")]).unwrap();
     let s2 = p.open(&[text("Two")]).unwrap();

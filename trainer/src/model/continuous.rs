@@ -1,7 +1,7 @@
 //! Continuous batching: one decode that rows join and leave between steps.
 //!
-//! Every row sits in contiguous columns of one buffer per layer, ending at
-//! the shared write column `col`:
+//! Live rows fill the first rows of one buffer per layer; each row's
+//! tokens sit in contiguous columns ending at the shared write column `col`:
 //!
 //! ```text
 //! [ dead | … | row i: cache, prompt, fed tokens ] col [ free … ] cap
@@ -9,12 +9,15 @@
 //!
 //! A joining row's prompt is prefilled apart, as [`super::generate`]
 //! prefills a call (prompts a group shares computed once), and its
-//! keys/values are copied in to end at `col`. Each admission rebuilds the
-//! buffers with the joiners' rows, dropping the dead columns left of every
-//! live row, and widens them when a row is longer than `col` or needs more
-//! free columns than are left. Each step feeds the rows' last
+//! keys/values are copied into a free row to end at `col`. The buffers are
+//! rebuilt only when the joiners need more rows than are free, more
+//! columns before `col` or more free columns after it than there are; a
+//! rebuild drops the dead columns left of every live row and keeps slack.
+//! A row that leaves takes its compact cache (as `generate` leaves it) and
+//! the last row moves into its place, one row's copy, so the live rows stay
+//! first and a step computes only them. Each step feeds the rows' last
 //! tokens, admits the joiners, samples one token per row, and takes out the
-//! rows that are done, each with its compact cache, as `generate` leaves it.
+//! rows that are done.
 
 use super::generate::{
     Finished, GenParams, GenStats, Generated, SeqState, prefill_batch, row_seed,
@@ -53,9 +56,11 @@ struct Live {
 /// The running decode. Sampling settings are fixed for its life.
 pub struct ContinuousDecode {
     params: GenParams,
+    /// `[slots, kv heads, cap, head dim]` per layer; rows `0..rows.len()`
+    /// are live, the rest free.
     k: Vec<Tensor>,
     v: Vec<Tensor>,
-    /// `[rows, cap]`: which columns hold a token of the row.
+    /// `[slots, cap]`: which columns hold a token of the row.
     valid: Tensor,
     col: i64,
     cap: i64,
@@ -139,7 +144,7 @@ impl ContinuousDecode {
                 finished.push(r);
             }
         }
-        Ok(self.take_out(&finished, model))
+        Ok(self.take_out(&finished))
     }
 
     /// Feeds every row's last sampled token at `col`; their next logits.
@@ -154,18 +159,19 @@ impl ContinuousDecode {
             .collect();
         let pos: Vec<Vec<[i64; 3]>> = self.rows.iter().map(|r| vec![[r.pos + r.fed; 3]]).collect();
         let ids = Tensor::from_slice(&last).view([live, 1]).to_device(device);
-        let _ = self.valid.narrow(1, self.col, 1).fill_(1);
-        let mask = AttnMask::Explicit(self.valid.narrow(1, 0, self.col + 1).view([
-            live,
-            1,
-            1,
-            self.col + 1,
-        ]));
+        // Views of the live rows: the free ones cost nothing.
+        let live_rows =
+            |t: &[Tensor]| -> Vec<Tensor> { t.iter().map(|t| t.narrow(0, 0, live)).collect() };
+        let (k, v) = (live_rows(&self.k), live_rows(&self.v));
+        let valid = self.valid.narrow(0, 0, live);
+        let _ = valid.narrow(1, self.col, 1).fill_(1);
+        let seen = valid.narrow(1, 0, self.col + 1);
+        let mask = AttnMask::Explicit(seen.view([live, 1, 1, self.col + 1]));
         let h = model.decode(
             &model.text.embed_tokens(&ids),
             &positions_tensor(&pos, 1, device),
             &mask,
-            Some((&self.k, &self.v, self.col)),
+            Some((&k, &v, self.col)),
             mode,
         );
         for r in self.rows.iter_mut() {
@@ -202,8 +208,12 @@ impl ContinuousDecode {
             .chain(join.iter().map(|j| j.max_new_tokens))
             .max()
             .unwrap_or(0) as i64;
-        self.widen(model, join.len() as i64, longest, room);
         let b0 = self.rows.len() as i64;
+        let extra = join.len() as i64;
+        if self.slots() - b0 < extra || self.col < longest || self.cap - self.col < room {
+            self.widen(model, extra, longest, room);
+            stats.kv_rebuilds += 1;
+        }
         let layers = self.k.len();
         let c = pre.layout;
         for (i, (j, &len)) in join.iter().zip(&lens).enumerate() {
@@ -222,7 +232,10 @@ impl ContinuousDecode {
                     .narrow(1, self.col - len, len)
                     .copy_(&pre.v_buf[l].get(i as i64).index_select(1, &idx));
             }
-            let _ = self.valid.get(row).narrow(0, self.col - len, len).fill_(1);
+            // A free row keeps what its last tenant left: masked out here.
+            let mut valid = self.valid.get(row);
+            let _ = valid.zero_();
+            let _ = valid.narrow(0, self.col - len, len).fill_(1);
         }
         for (k, (mut j, len)) in join.into_iter().zip(lens).enumerate() {
             let pos = j.seq.next_pos();
@@ -246,9 +259,15 @@ impl ContinuousDecode {
         Ok(pre.logits)
     }
 
+    /// Rows the buffers hold, live and free.
+    fn slots(&self) -> i64 {
+        self.k.first().map_or(0, |k| k.size()[0])
+    }
+
     /// Rebuilds the buffers with `extra` more rows, whose tokens need
     /// `longest` columns before `col`, and `room` free columns from `col` on
-    /// for every row; the columns left of every live row are dropped.
+    /// for every row; the columns left of every live row are dropped, and
+    /// rows freed before stay (the engine refills them as sessions rejoin).
     fn widen(&mut self, model: &QwenVl, extra: i64, longest: i64, room: i64) {
         let (device, kind) = (model.device(), model.kind());
         let (kvh, hd) = (model.cfg.num_kv_heads() as i64, model.cfg.head_dim() as i64);
@@ -268,12 +287,13 @@ impl ContinuousDecode {
             {
                 t.narrow(0, 0, live)
                     .narrow(dim, pad, kept)
-                    .copy_(&old.narrow(dim, cut, kept));
+                    .copy_(&old.narrow(0, 0, live).narrow(dim, cut, kept));
             }
             t
         };
         let layers = model.text.layers.len();
-        let shape = vec![live + extra, kvh, cap, hd];
+        let slots = (live + extra).max(self.slots());
+        let shape = vec![slots, kvh, cap, hd];
         let k: Vec<Tensor> = (0..layers)
             .map(|l| rebuild(self.k.get(l), shape.clone(), kind, 2))
             .collect();
@@ -282,7 +302,7 @@ impl ContinuousDecode {
             .collect();
         let valid = rebuild(
             (live > 0).then_some(&self.valid),
-            vec![live + extra, cap],
+            vec![slots, cap],
             Kind::Bool,
             1,
         );
@@ -296,15 +316,10 @@ impl ContinuousDecode {
 
     /// Takes rows `finished` (ascending) out of the decode with their
     /// compact caches.
-    fn take_out(
-        &mut self,
-        finished: &[usize],
-        model: &QwenVl,
-    ) -> Vec<(usize, SeqState, Generated)> {
+    fn take_out(&mut self, finished: &[usize]) -> Vec<(usize, SeqState, Generated)> {
         if finished.is_empty() {
             return Vec::new();
         }
-        let device = model.device();
         let mut out = Vec::with_capacity(finished.len());
         for &r in finished {
             let row = &self.rows[r];
@@ -329,31 +344,33 @@ impl ContinuousDecode {
             };
             out.push((r, fin));
         }
-        let keep: Vec<i64> = (0..self.rows.len() as i64)
-            .filter(|r| !finished.contains(&(*r as usize)))
-            .collect();
+        // Last first, so the row moved into a leaver's place is live.
         let mut taken = Vec::with_capacity(finished.len());
-        let mut rows = std::mem::take(&mut self.rows);
         for (r, fin) in out.into_iter().rev() {
-            let mut row = rows.remove(r);
+            let last = self.rows.len() - 1;
+            if r != last {
+                let (from, to) = (last as i64, r as i64);
+                let moved = &self.rows[last];
+                let width = self.col - moved.start;
+                for t in self.k.iter().chain(&self.v) {
+                    t.get(to)
+                        .narrow(1, moved.start, width)
+                        .copy_(&t.get(from).narrow(1, moved.start, width));
+                }
+                self.valid.get(to).copy_(&self.valid.get(from));
+            }
+            let mut row = self.rows.swap_remove(r);
             let g = fin.settle(&mut row.seq);
             taken.push((row.key, row.seq, g));
         }
         taken.reverse();
-        self.rows = rows;
-        if keep.is_empty() {
+        if self.rows.is_empty() {
             // Nothing left: the next joiners start fresh buffers.
             self.k.clear();
             self.v.clear();
             self.valid = Tensor::new();
             self.col = 0;
             self.cap = 0;
-        } else {
-            let keep_t = Tensor::from_slice(&keep).to_device(device);
-            for t in self.k.iter_mut().chain(self.v.iter_mut()) {
-                *t = t.index_select(0, &keep_t);
-            }
-            self.valid = self.valid.index_select(0, &keep_t);
         }
         taken
     }

@@ -69,6 +69,8 @@ pub struct GenStats {
     pub prefill_secs: f64,
     pub decode_tokens: usize,
     pub decode_secs: f64,
+    /// Times a continuous decode rebuilt its buffers to admit rows.
+    pub kv_rebuilds: usize,
 }
 
 impl SeqState {
