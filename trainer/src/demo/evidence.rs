@@ -22,19 +22,23 @@ pub struct Check {
 
 impl Check {
     fn new(claim: &str, left: f64, right: f64, margin: f64, at_least: bool) -> Self {
-        let passed = if at_least {
-            left >= right + margin
-        } else {
-            left > right + margin
-        };
         Self {
             claim: claim.into(),
             left,
             right,
             margin,
             at_least,
-            passed,
+            passed: clears(left, right + margin, at_least),
         }
+    }
+}
+
+/// Whether `value` clears `bound`: above it, or reaching it when `at_least`.
+fn clears(value: f64, bound: f64, at_least: bool) -> bool {
+    if at_least {
+        value >= bound
+    } else {
+        value > bound
     }
 }
 
@@ -144,12 +148,12 @@ pub fn across_seeds(runs: &[Vec<Check>]) -> Result<Vec<SeedCheck>> {
     );
     let first = &runs[0];
     let claims = |r: &[Check]| r.iter().map(|c| c.claim.clone()).collect::<Vec<_>>();
+    let want = claims(first);
     for (i, run) in runs.iter().enumerate().skip(1) {
+        let got = claims(run);
         ensure!(
-            claims(run) == claims(first),
-            "run {i} checks other directions than run 0: {:?} against {:?}",
-            claims(run),
-            claims(first)
+            got == want,
+            "run {i} checks other directions than run 0: {got:?} against {want:?}"
         );
     }
     let n = runs.len() as f64;
@@ -163,11 +167,10 @@ pub fn across_seeds(runs: &[Vec<Check>]) -> Result<Vec<SeedCheck>> {
             let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0);
             let noise = var.sqrt();
             let margin = t * noise / n.sqrt();
-            let holds = |g: f64, m: f64| if c.at_least { g >= m } else { g > m };
             SeedCheck {
                 claim: c.claim.clone(),
-                held: gaps.iter().filter(|&&g| holds(g, 0.0)).count(),
-                passed: holds(mean, margin),
+                held: gaps.iter().filter(|&&g| clears(g, 0.0, c.at_least)).count(),
+                passed: clears(mean, margin, c.at_least),
                 gaps,
                 mean,
                 noise,
