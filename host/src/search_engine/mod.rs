@@ -3,12 +3,14 @@
 //! formats of SerpApi (Google and Google Lens) and Jina Reader. The same
 //! `.wasm` tools run against it with only their base URLs changed.
 
+mod connection;
 pub mod corpus;
 pub mod image_index;
 mod server;
 pub mod text_index;
 
-pub use server::{RunningEngine, ServeLimits, serve, serve_with};
+pub use connection::ServeLimits;
+pub use server::{RunningEngine, serve, serve_with};
 
 use anyhow::Context;
 use bytes::Bytes;

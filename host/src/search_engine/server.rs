@@ -5,6 +5,7 @@
 //! - `POST /uploads` (image bytes → `{"url"}`), `GET /uploads/{name}`: query images for Lens
 
 use super::SearchEngine;
+use super::connection::{ServeLimits, accept_loop};
 use crate::wire::{jina, serpapi};
 use axum::Router;
 use axum::body::Bytes;
@@ -12,21 +13,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 const MAX_UPLOAD_BYTES: usize = 20 << 20;
 /// Google's own limit on a query; ranking cost grows with its terms.
@@ -71,34 +63,6 @@ impl Drop for RunningEngine {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-    }
-}
-
-/// How much a client may hold of the server. A client that opens
-/// connections and never finishes its headers or its body would otherwise
-/// hold a task and a socket each for ever.
-#[derive(Clone, Copy, Debug)]
-pub struct ServeLimits {
-    /// From the first byte of a request's head (or from the previous
-    /// answer on a kept-alive connection) to its last header.
-    pub header_read_timeout: Duration,
-    /// From the head to the answer, the body's reading included.
-    pub request_timeout: Duration,
-    /// How long an answer's write may make no progress (a client that
-    /// sends requests but reads no answers) before the connection is cut.
-    pub write_stall_timeout: Duration,
-    /// Open connections; further clients wait in the listen backlog.
-    pub max_connections: usize,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
-            write_stall_timeout: Duration::from_secs(30),
-            max_connections: 512,
         }
     }
 }
@@ -172,146 +136,6 @@ async fn limit_request(
             ),
         )
             .into_response(),
-    }
-}
-
-/// axum's own `serve` sets no header-read timeout and no connection cap,
-/// hence this loop: HTTP/1.1 with hyper's timer, one permit per connection.
-async fn accept_loop(
-    listener: TcpListener,
-    app: Router,
-    limits: ServeLimits,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
-            _ = &mut stopped => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors, say: back off rather than spin.
-                    tracing::warn!(%err, "search engine: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stopped => break,
-        };
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(
-                TokioIo::new(WriteDeadline::new(stream, limits.write_stall_timeout)),
-                TowerToHyperService::new(app.clone()),
-            );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%err, "search engine: connection ended");
-            }
-            drop(permit);
-        });
-    }
-    // Answers in flight finish; idle connections close at once.
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("search engine: connections still open after the shutdown grace");
-    }
-}
-
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// A stream whose writes fail once they have made no progress for `limit`.
-/// hyper has a timer for reading a request's head but none for writing an
-/// answer, so a client that stops reading would hold its connection.
-struct WriteDeadline<S> {
-    inner: S,
-    limit: Duration,
-    /// Armed when a write first finds the socket full; cleared on progress.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> WriteDeadline<S> {
-    fn new(inner: S, limit: Duration) -> Self {
-        Self {
-            inner,
-            limit,
-            stalled: None,
-        }
-    }
-
-    /// Passes `result` on, turning a stall past the limit into an error.
-    fn watch<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        result: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if result.is_ready() {
-            self.stalled = None;
-            return result;
-        }
-        let limit = self.limit;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the client read nothing for {} s", limit.as_secs_f64()),
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.watch(cx, result)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, result)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.watch(cx, result)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.watch(cx, result)
     }
 }
 

@@ -243,8 +243,14 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
 
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), slow_head.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the half head's connection is still open");
+    tokio::time::timeout(Duration::from_secs(5), slow_head.read_to_end(&mut buf))
+        .await
+        .expect("the half head's connection is still open")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.ends_with("not read within 0.6 s"), "{text}");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), slow_body.read_to_end(&mut buf))
         .await
@@ -252,6 +258,22 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
         .ok();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+
+    // A kept-alive connection that goes quiet after its answer is closed by
+    // the same timer, but with nothing more said: a 408 there would be read
+    // as the answer to the client's next request.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /uploads/none.png HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf))
+        .await
+        .expect("the idle connection is still open")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
     // Shutdown does not wait on the pooled connection of the client above.
     tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
         .await
