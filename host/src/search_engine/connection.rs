@@ -83,12 +83,15 @@ pub(super) async fn accept_loop(
             }
         };
         let part_read = Arc::new(AtomicBool::new(false));
-        let io = PartRead::new(stream, Arc::clone(&part_read));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .serve_connection(
-                TokioIo::new(WriteDeadline::new(io, limits.write_stall_timeout)),
+                TokioIo::new(Watched::new(
+                    stream,
+                    limits.write_stall_timeout,
+                    Arc::clone(&part_read),
+                )),
                 TowerToHyperService::new(app.clone()),
             );
         let conn = graceful.watch(conn);
@@ -116,22 +119,35 @@ pub(super) async fn accept_loop(
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A stream whose writes fail once they have made no progress for `limit`.
-/// hyper has a timer for reading a request's head but none for writing an
-/// answer, so a client that stops reading would hold its connection.
-struct WriteDeadline<S> {
+/// A connection's stream as the server watches it:
+/// - its writes fail once they have made no progress for `limit`: hyper has
+///   a timer for reading a request's head but none for writing an answer,
+///   so a client that stops reading would hold its connection;
+/// - `part_read` says whether part of a request has been read and no answer
+///   begun since: what a connection holds when the header timer fires
+///   mid-head, as against a kept-alive connection that just went quiet.
+struct Watched<S> {
     inner: S,
     limit: Duration,
     /// Armed when a write first finds the socket full; cleared on progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    part_read: Arc<AtomicBool>,
 }
 
-impl<S> WriteDeadline<S> {
-    fn new(inner: S, limit: Duration) -> Self {
+impl<S> Watched<S> {
+    fn new(inner: S, limit: Duration, part_read: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             limit,
             stalled: None,
+            part_read,
+        }
+    }
+
+    /// An answer has begun once any of it is written.
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.part_read.store(false, Ordering::Relaxed);
         }
     }
 
@@ -159,23 +175,29 @@ impl<S> WriteDeadline<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.part_read.store(true, Ordering::Relaxed);
+        }
+        result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&result);
         self.watch(cx, result)
     }
 
@@ -185,6 +207,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
         self.watch(cx, result)
     }
 
@@ -227,72 +250,4 @@ fn answer_head_timeout(spare: &std::net::TcpStream, limit: Duration) {
         tracing::debug!(%err, "search engine: the 408 was not sent");
     }
     let _ = spare.shutdown(Shutdown::Write);
-}
-
-/// A stream that notes whether part of a request has been read and no
-/// answer begun since: what a connection holds when the header timer fires
-/// mid-head, as against a kept-alive connection that just went quiet.
-struct PartRead<S> {
-    inner: S,
-    part_read: Arc<AtomicBool>,
-}
-
-impl<S> PartRead<S> {
-    fn new(inner: S, part_read: Arc<AtomicBool>) -> Self {
-        Self { inner, part_read }
-    }
-
-    fn wrote(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.part_read.store(false, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for PartRead<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.part_read.store(true, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for PartRead<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(result)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(result)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
