@@ -33,7 +33,8 @@ pub struct ServeLimits {
     /// How long an answer's write may make no progress (a client that
     /// sends requests but reads no answers) before the connection is cut.
     pub write_stall_timeout: Duration,
-    /// Open connections; further clients wait in the listen backlog.
+    /// Open connections; further clients wait in the listen backlog. Each
+    /// holds two descriptors (one kept for the 408 above).
     pub max_connections: usize,
 }
 
@@ -100,8 +101,11 @@ pub(super) async fn accept_loop(
             if let Err(err) = conn.await {
                 tracing::debug!(%err, "search engine: connection ended");
                 // hyper closes a head cut short by its timer without a word.
-                if err.is_timeout() && part_read.load(Ordering::Relaxed) {
-                    answer_head_timeout(&spare, header_timeout);
+                if let Some(spare) = spare
+                    .as_ref()
+                    .filter(|_| err.is_timeout() && part_read.load(Ordering::Relaxed))
+                {
+                    answer_head_timeout(spare, header_timeout);
                 }
             }
             drop(spare);
@@ -227,10 +231,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 /// The stream, and a second handle on its socket to answer on once hyper
-/// has given the stream up.
-fn with_spare(stream: TcpStream) -> io::Result<(TcpStream, std::net::TcpStream)> {
+/// has given the stream up (none when out of descriptors: the connection is
+/// served anyway, only without that 408).
+fn with_spare(stream: TcpStream) -> io::Result<(TcpStream, Option<std::net::TcpStream>)> {
     let stream = stream.into_std()?;
-    let spare = stream.try_clone()?;
+    let spare = stream.try_clone().ok();
     Ok((TcpStream::from_std(stream)?, spare))
 }
 
