@@ -155,15 +155,11 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
     let before: Vec<Tensor> = named.iter().map(|(_, t)| cpu_f32(t)).collect();
     let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut optim = AdamW::new(named, crate::algo::AdamWConfig::default());
+    let step = |policy: &mut P, optim: &mut AdamW| {
+        grpo_update(policy, optim, &params, &batch, &advantages, &settings)
+    };
     // Untimed first step: its result is what the two sides compare.
-    grpo_update(
-        &mut policy,
-        &mut optim,
-        &params,
-        &batch,
-        &advantages,
-        &settings,
-    )?;
+    step(&mut policy, &mut optim)?;
     let after_one: Vec<(String, Tensor)> = policy
         .trainable_parameters()
         .into_iter()
@@ -177,14 +173,7 @@ pub fn grpo_vs_torch<P: TrainablePolicy>(
         for _ in 0..o.grpo_repeats {
             sync(device);
             let t0 = Instant::now();
-            grpo_update(
-                &mut policy,
-                &mut optim,
-                &params,
-                &batch,
-                &advantages,
-                &settings,
-            )?;
+            step(&mut policy, &mut optim)?;
             sync(device);
             ours.push(t0.elapsed().as_secs_f64() * 1e3);
         }
