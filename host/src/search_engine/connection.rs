@@ -101,9 +101,9 @@ pub(super) async fn accept_loop(
             if let Err(err) = conn.await {
                 tracing::debug!(%err, "search engine: connection ended");
                 // hyper closes a head cut short by its timer without a word.
-                if let Some(spare) = spare
-                    .as_ref()
-                    .filter(|_| err.is_timeout() && part_read.load(Ordering::Relaxed))
+                if err.is_timeout()
+                    && part_read.load(Ordering::Relaxed)
+                    && let Some(spare) = &spare
                 {
                     answer_head_timeout(spare, header_timeout);
                 }
