@@ -12,8 +12,8 @@ use mmsr_trainer::testkit::BigramPolicy;
 use mmsr_trainer::tools::{FakeSearchTools, SearchTools};
 use mmsr_trainer::train::rollout_log::{ROLLOUTS_DIR, step_file};
 use mmsr_trainer::train::{
-    self, StepMetrics, TrainConfig, Trainer, VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics,
-    apply_override, val_results_file,
+    self, RunControl, StepMetrics, TrainConfig, Trainer, VAL_METRICS_FILE, VAL_RESULTS_DIR,
+    ValMetrics, apply_override, val_results_file,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,7 +109,7 @@ fn trainer<T: SearchTools + 'static>(
         tools,
         rt.handle().clone(),
         samples(8),
-        resume,
+        RunControl::new(resume),
     )
 }
 
@@ -326,7 +326,7 @@ fn export_writes_the_trained_weights_and_bad_checkpoints_are_refused() {
             tools(0),
             rt.handle().clone(),
             samples(8),
-            false
+            RunControl::default()
         )
         .err()
         .unwrap()
@@ -371,7 +371,7 @@ fn export_writes_the_trained_weights_and_bad_checkpoints_are_refused() {
             tools(0),
             rt.handle().clone(),
             samples(6),
-            true
+            RunControl::new(true)
         )
         .err()
         .unwrap()

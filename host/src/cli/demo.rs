@@ -8,7 +8,7 @@ use mmsr_trainer::demo::{self, DemoDataConfig};
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::sft::{self, DemoScripts, SftSection};
 use mmsr_trainer::train::config::TrainConfig;
-use mmsr_trainer::train::{PolicyVisitor, with_policy};
+use mmsr_trainer::train::{PolicyVisitor, RunControl, StopRequest, with_policy};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -251,7 +251,7 @@ struct SftJob<'a> {
     source: DemoScripts,
     tools: Arc<SearchPipeline>,
     handle: tokio::runtime::Handle,
-    resume: bool,
+    control: RunControl,
 }
 
 impl PolicyVisitor for SftJob<'_> {
@@ -264,14 +264,15 @@ impl PolicyVisitor for SftJob<'_> {
             &self.source,
             self.tools,
             &self.handle,
-            self.resume,
+            self.control,
         )
     }
 }
 
 /// `mmsr-host sft --config FILE [key=value …]`: the warm start on the demo
 /// world's scripted trajectories, searches answered by the `[search]` tools.
-pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
+/// `stop`, once requested, ends the fit after the step under way.
+pub fn run_sft(args: SftArgs, stop: StopRequest) -> anyhow::Result<ExitCode> {
     let (base, section) = sft::config::load(&args.config, &args.overrides)?;
     let source = DemoScripts::load(Path::new(&section.world)).context("sft.world")?;
     let rt = super::runtime()?;
@@ -287,7 +288,7 @@ pub fn run_sft(args: SftArgs) -> anyhow::Result<ExitCode> {
         source,
         tools: Arc::new(tools),
         handle: rt.handle().clone(),
-        resume: args.resume,
+        control: RunControl::new(args.resume).with_stop(stop),
     };
     let summary = with_policy(&base.model, section.init, base.run.seed, job)?;
     if args.json {

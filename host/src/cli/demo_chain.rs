@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mmsr_trainer::demo::evidence::{self, DemoEvals, Margins};
 use mmsr_trainer::eval::{EvalReport, report_file_name};
+use mmsr_trainer::train::StopRequest;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -213,38 +214,44 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     ok(
-        run_sft(SftArgs {
-            config: cfg("sft.toml"),
-            json: false,
-            resume: false,
-            overrides: quick(&with(&sft_paths), &["run.epochs=1"]),
-        })?,
+        run_sft(
+            SftArgs {
+                config: cfg("sft.toml"),
+                json: false,
+                resume: false,
+                overrides: quick(&with(&sft_paths), &["run.epochs=1"]),
+            },
+            StopRequest::default(),
+        )?,
         "sft",
     )?;
 
     stage.next("train: GRPO with the wasm search tools in the loop");
     let rl = runs.join("rl");
     ok(
-        train::run(TrainArgs {
-            config: cfg("train.toml"),
-            overrides: quick(
-                &with(&[
-                    format!("run.dir={:?}", s(&rl)),
-                    format!("model.path={:?}", s(&sft_model)),
-                    format!("data.train={:?}", s(&world.join("data/train.parquet"))),
-                    // For train.toml's [val], if it asks for validation.
-                    format!("data.val={:?}", s(&world.join("data/test.parquet"))),
-                ]),
-                &[
-                    "run.total_steps=2",
-                    "run.save_every=2",
-                    "rollout.batch_prompts=2",
-                    "rollout.n=2",
-                    "run.rollouts_every=2",
-                ],
-            ),
-            resume: false,
-        })?,
+        train::run(
+            TrainArgs {
+                config: cfg("train.toml"),
+                overrides: quick(
+                    &with(&[
+                        format!("run.dir={:?}", s(&rl)),
+                        format!("model.path={:?}", s(&sft_model)),
+                        format!("data.train={:?}", s(&world.join("data/train.parquet"))),
+                        // For train.toml's [val], if it asks for validation.
+                        format!("data.val={:?}", s(&world.join("data/test.parquet"))),
+                    ]),
+                    &[
+                        "run.total_steps=2",
+                        "run.save_every=2",
+                        "rollout.batch_prompts=2",
+                        "rollout.n=2",
+                        "run.rollouts_every=2",
+                    ],
+                ),
+                resume: false,
+            },
+            StopRequest::default(),
+        )?,
         "train",
     )?;
 

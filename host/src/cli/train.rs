@@ -5,7 +5,8 @@ use clap::Args;
 use mmsr_trainer::eval::HeldOut;
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::train::{
-    PolicyInit, PolicyVisitor, RunSummary, TrainConfig, Trainer, load_samples, with_policy,
+    PolicyInit, PolicyVisitor, RunControl, RunSummary, StopRequest, TrainConfig, Trainer,
+    load_samples, with_policy,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +47,7 @@ struct Train {
     handle: tokio::runtime::Handle,
     samples: Vec<mmsr_trainer::data::Sample>,
     held_out: Option<HeldOut<SearchPipeline>>,
-    resume: bool,
+    control: RunControl,
 }
 
 impl PolicyVisitor for Train {
@@ -58,7 +59,7 @@ impl PolicyVisitor for Train {
             self.tools,
             self.handle,
             self.samples,
-            self.resume,
+            self.control,
         )?;
         if let Some(v) = self.held_out {
             trainer = trainer.with_validator(Box::new(v));
@@ -67,7 +68,8 @@ impl PolicyVisitor for Train {
     }
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+/// `stop`, once requested, ends the run after the step under way.
+pub fn run(args: TrainArgs, stop: StopRequest) -> anyhow::Result<ExitCode> {
     let cfg = TrainConfig::load(&args.config, &args.overrides)?;
     // Before the data, tools and model take their time to load.
     cfg.validate_grpo()
@@ -86,7 +88,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         handle: rt.handle().clone(),
         samples,
         held_out,
-        resume: args.resume,
+        control: RunControl::new(args.resume).with_stop(stop),
     };
     let summary = with_policy(&cfg.model, PolicyInit::Load, cfg.run.seed, train)?;
     match &summary.last {

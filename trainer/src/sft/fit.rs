@@ -10,6 +10,7 @@ use crate::policy::{TokenScores, TrainablePolicy, Transcript};
 use crate::train::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::train::config::TrainConfig;
 use crate::train::metrics::MetricsLog;
+use crate::train::{StopRequest, Stopped};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,9 @@ pub struct FitCheckpoints<'a> {
     /// The train set's fingerprint: a checkpoint resumes only on its data.
     pub data: String,
     pub resume: Option<Checkpoint>,
+    /// Checked between steps: once requested, the step reached is
+    /// checkpointed and the fit returns [`Stopped`].
+    pub stop: StopRequest,
 }
 
 /// One optimizer step's numbers, as written to `metrics.jsonl` under `sft/`.
@@ -224,6 +228,23 @@ pub fn fit<P: TrainablePolicy>(
     let mut replicas = Replicas::new(policy, opts.data_parallel, "sft")?;
     let mut history = Vec::with_capacity(steps - start);
     for step in start..steps {
+        if let Some(c) = checkpoints.as_ref().filter(|c| c.stop.is_requested()) {
+            let checkpoint = if step > start {
+                if c.every == 0 || !step.is_multiple_of(c.every) {
+                    save(c, step, &cursor, &opt, policy)?;
+                }
+                Some(c.root.join(checkpoint::dir_name(step)))
+            } else {
+                c.resume.as_ref().map(|ck| ck.dir.clone())
+            };
+            return Err(Stopped {
+                what: "SFT",
+                step,
+                total_steps: steps,
+                checkpoint,
+            }
+            .into());
+        }
         let epoch = cursor.epoch;
         let idx = cursor.next_batch(data.len(), batch);
         let mut picked: Vec<&Transcript> = idx.iter().map(|&i| &data[i]).collect();

@@ -34,7 +34,7 @@ use crate::rollout::Prompts;
 use crate::tools::SearchTools;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
-use crate::train::{CHECKPOINTS_DIR, disk};
+use crate::train::{CHECKPOINTS_DIR, RunControl, disk};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -88,8 +88,9 @@ const RESUME_FREE_KEYS: [&str; 3] = ["sft.out", "sft.search_concurrency", "sft.t
 
 /// Runs the whole warm start into `run.dir`; `handle` must belong to a
 /// multi-threaded runtime and this must not be called from its workers.
-/// With `resume`, an unfinished run in `run.dir` continues from its train
-/// set and its latest checkpoint, under the same config.
+/// With `control.resume`, an unfinished run in `run.dir` continues from its
+/// train set and its latest checkpoint, under the same config; a stop
+/// requested through `control.stop` ends it between steps, checkpointed.
 pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     base: &TrainConfig,
     sft: &SftSection,
@@ -97,8 +98,9 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
     source: &dyn TrajectorySource,
     tools: Arc<T>,
     handle: &Handle,
-    resume: bool,
+    control: RunControl,
 ) -> Result<SftSummary> {
+    let RunControl { resume, stop } = control;
     let run_dir = PathBuf::from(&base.run.dir);
     let data_path = run_dir.join(data_file::DATA_FILE);
     let metrics_path = run_dir.join(crate::report::METRICS_FILE);
@@ -199,6 +201,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         config: base,
         data: fingerprint,
         resume: resume_from,
+        stop,
     };
     fit(
         policy,

@@ -13,6 +13,7 @@ use crate::rollout::{
 };
 use crate::testkit::{BigramPolicy, ChatTokens, IM_END, ScriptedPolicy, files_under};
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
+use crate::train::{StopRequest, Stopped};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -561,7 +562,7 @@ fn run_sft_on_a_small_demo_world() {
             &source,
             tools(),
             rt.handle(),
-            false
+            RunControl::default()
         )
         .unwrap_err()
     );
@@ -578,7 +579,7 @@ fn run_sft_on_a_small_demo_world() {
         &source,
         tools(),
         rt.handle(),
-        false,
+        RunControl::default(),
     )
     .unwrap();
     assert_eq!(out.data.samples, 10, "data.max_samples is the budget");
@@ -841,7 +842,15 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
     let source = DemoScripts::load(&Layout::new(&world_dir).world()).unwrap();
     let rt = runtime();
     let go = |cfg: &(TrainConfig, SftSection), p: &mut BigramPolicy, t, resume| {
-        run_sft(&cfg.0, &cfg.1, p, &source, t, rt.handle(), resume)
+        run_sft(
+            &cfg.0,
+            &cfg.1,
+            p,
+            &source,
+            t,
+            rt.handle(),
+            RunControl::new(resume),
+        )
     };
     let every = "save_every = 2\nkeep_checkpoints = 0";
     let whole = tmp.path().join("whole");
@@ -923,4 +932,128 @@ fn sft_resumes_from_its_checkpoint_as_if_never_stopped() {
         msg.contains("sft_data.safetensors is not a whole SFT data file"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_stopped_fit_checkpoints_the_step_it_reached_and_resumes_as_if_never_stopped() {
+    let train: Vec<Sample> = (0..8).map(|i| sample(&format!("s {i}"))).collect();
+    let scripts: Vec<Vec<String>> = (0..8)
+        .map(|i| match i % 2 {
+            0 => turns(&[ANS]),
+            _ => turns(&[IMG, ANS]),
+        })
+        .collect();
+    let data = build(
+        &mut BigramPolicy::new(7, 0.0),
+        &train,
+        &scripts,
+        &tools(),
+        &opts(),
+    )
+    .unwrap()
+    .transcripts;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig::default();
+    let checkpoints = |root: &str, resume, stop: &StopRequest| FitCheckpoints {
+        root: tmp.path().join(root),
+        every: 4,
+        keep: 0,
+        config: &cfg,
+        data: "eight questions".into(),
+        resume,
+        stop: stop.clone(),
+    };
+    let never = StopRequest::default();
+    let mut whole = BigramPolicy::new(7, 0.0);
+    let o = fit_opts(8);
+    let all = fit(
+        &mut whole,
+        &data,
+        &o,
+        None,
+        Some(checkpoints("whole", None, &never)),
+        &mut |_, _| {},
+    )
+    .unwrap();
+
+    // Requested during step 3 (0-based 2): steps 1–3 run, then a checkpoint
+    // at 3, off the every-4 schedule.
+    let stop = StopRequest::default();
+    let mut cut = BigramPolicy::new(7, 0.0);
+    let mut ran = Vec::new();
+    let err = fit(
+        &mut cut,
+        &data,
+        &o,
+        None,
+        Some(checkpoints("cut", None, &stop)),
+        &mut |step, m| {
+            ran.push(m.loss);
+            if step == 2 {
+                stop.request();
+            }
+        },
+    )
+    .unwrap_err();
+    let stopped = err.downcast_ref::<Stopped>().expect("a Stopped error");
+    let at = tmp.path().join("cut").join(checkpoint::dir_name(3));
+    assert_eq!(
+        (
+            stopped.step,
+            stopped.total_steps,
+            stopped.checkpoint.as_ref()
+        ),
+        (3, 8, Some(&at))
+    );
+    assert_eq!(ran.len(), 3);
+    let saved: Vec<usize> = checkpoint::list(&tmp.path().join("cut"))
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(saved, vec![3]);
+
+    // A stop already requested when the resume starts: no step, no new
+    // checkpoint, the one it resumed named.
+    let mut resumed = BigramPolicy::new(7, 0.0);
+    let err = fit(
+        &mut resumed,
+        &data,
+        &o,
+        None,
+        Some(checkpoints(
+            "cut",
+            Some(checkpoint::load(&at).unwrap()),
+            &stop,
+        )),
+        &mut |_, _| panic!("no step after a stop"),
+    )
+    .unwrap_err();
+    let again = err.downcast_ref::<Stopped>().unwrap();
+    assert_eq!((again.step, again.checkpoint.as_ref()), (3, Some(&at)));
+
+    let rest = fit(
+        &mut resumed,
+        &data,
+        &o,
+        None,
+        Some(checkpoints(
+            "cut",
+            Some(checkpoint::load(&at).unwrap()),
+            &never,
+        )),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let losses: Vec<f64> = ran
+        .iter()
+        .copied()
+        .chain(rest.iter().map(|m| m.loss))
+        .collect();
+    assert_eq!(losses, all.iter().map(|m| m.loss).collect::<Vec<_>>());
+    let (a, b) = (
+        &whole.trainable_parameters()[0].1,
+        &resumed.trainable_parameters()[0].1,
+    );
+    assert!(a.equal(b), "the same weights at the end");
 }

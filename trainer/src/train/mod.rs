@@ -10,6 +10,7 @@ mod export;
 pub mod metrics;
 mod policy_factory;
 pub mod rollout_log;
+mod stop;
 pub mod tensorboard;
 mod trainer;
 mod update;
@@ -25,6 +26,7 @@ pub use policy_factory::{
     BIGRAM_IM_END_BIAS, BIGRAM_MODEL_TYPE, PolicyInit, PolicyVisitor, device, dtype,
     policy_options, resolve_kind, with_policy,
 };
+pub use stop::{RunControl, StopRequest, Stopped};
 pub use trainer::{
     CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
 };

@@ -19,6 +19,7 @@ use super::config::{DataConfig, TrainConfig};
 use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
 use super::rollout_log;
+use super::stop::{RunControl, StopRequest, Stopped};
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
 use super::validation::{VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics, Validator};
@@ -161,10 +162,11 @@ pub struct Trainer<P: TrainablePolicy, T: SearchTools + 'static> {
     val_log: Option<MetricsLog>,
     /// The best validation that has a checkpoint (`val.keep_best`).
     best: Option<checkpoint::Best>,
+    stop: StopRequest,
 }
 
 impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
-    /// Sets up the run dir (or, with `resume`, continues the latest
+    /// Sets up the run dir (or, with `control.resume`, continues the latest
     /// checkpoint in it). `handle` belongs to a multi-threaded runtime; call
     /// [`Self::run`] from outside it.
     pub fn new(
@@ -173,8 +175,9 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         tools: Arc<T>,
         handle: Handle,
         samples: Vec<Sample>,
-        resume: bool,
+        control: RunControl,
     ) -> Result<Self> {
+        let RunControl { resume, stop } = control;
         cfg.validate_grpo()?;
         ensure!(!samples.is_empty(), "no training samples");
         let prompts =
@@ -284,6 +287,7 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             validator: None,
             val_log,
             best,
+            stop,
         })
     }
 
@@ -310,7 +314,8 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
     }
 
     /// Trains to `total_steps`, checkpointing every `save_every` steps and
-    /// at the end.
+    /// at the end. A stop requested meanwhile ends it after the step under
+    /// way, checkpointed, with [`Stopped`].
     pub fn run(&mut self) -> Result<RunSummary> {
         let first_step = self.step;
         let mut last = None;
@@ -329,6 +334,9 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             }
         }
         while self.step < self.total_steps {
+            if self.stop.is_requested() {
+                return Err(self.stopped()?.into());
+            }
             let m = self.train_step()?;
             // Before the checkpoint: a run killed in between validates
             // this step again after its resume.
@@ -358,6 +366,24 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
             checkpoint,
             failed_validations,
             best: self.best.clone(),
+        })
+    }
+
+    /// Checkpoints the step reached, unless it is saved or no step ran.
+    fn stopped(&mut self) -> Result<Stopped> {
+        if self.saved_step != Some(self.step) && self.step > 0 {
+            self.save()?;
+        }
+        self.progress.finish_and_clear();
+        let root = self.dir.join(CHECKPOINTS_DIR);
+        Ok(Stopped {
+            what: "GRPO",
+            step: self.step,
+            total_steps: self.total_steps,
+            checkpoint: self
+                .saved_step
+                .filter(|&s| s == self.step && s > 0)
+                .map(|s| root.join(checkpoint::dir_name(s))),
         })
     }
 
