@@ -227,6 +227,84 @@ fn sft_then_every_workflow_then_the_report() {
     assert!(s.world.join("world.json").is_file());
 }
 
+/// Ctrl-C during `sft`'s fit: it stops after the step under way,
+/// checkpoints it, exits 130 and says how to continue; `--resume` then
+/// writes the model an uninterrupted run writes.
+#[test]
+fn an_interrupted_sft_resumes_to_the_model_of_an_uninterrupted_one() {
+    let s = setup(3);
+    // Long enough to be caught mid-fit; no checkpoints but the stop's.
+    let long = ["run.epochs=40", "run.save_every=0"];
+    let whole = s.run.with_file_name("whole");
+    run_ok(
+        host()
+            .arg("sft")
+            .arg("--config")
+            .arg(&s.config)
+            .args(long)
+            .arg(format!("run.dir={:?}", whole.display().to_string())),
+    );
+
+    let child = host()
+        .arg("sft")
+        .arg("--config")
+        .arg(&s.config)
+        .args(long)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the train set is written, the fit is under way.
+    let started = std::time::Instant::now();
+    while !s.run.join("sft_data.safetensors").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!s.run.join("model").exists(), "no model from a stopped fit");
+    let step: usize = stderr
+        .split("SFT stopped on request after step ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop message: {stderr}"));
+    let checkpoint = s.run.join("checkpoints").join(format!("step-{step:08}"));
+    assert_eq!(checkpoint.is_dir(), step > 0, "{stderr}");
+    assert!(
+        stderr.contains("--resume") && !stderr.contains("error:"),
+        "{stderr}"
+    );
+
+    let out = run_ok(
+        host()
+            .args(["sft", "--resume", "--config"])
+            .arg(&s.config)
+            .args(long),
+    );
+    if step > 0 {
+        assert!(
+            out.contains(&format!("(resumed after step {step})")),
+            "{out}"
+        );
+    }
+    for file in ["metrics.jsonl", "model/model.safetensors"] {
+        assert!(
+            std::fs::read(s.run.join(file)).unwrap() == std::fs::read(whole.join(file)).unwrap(),
+            "{file} differs from the uninterrupted run's"
+        );
+    }
+}
+
 #[test]
 fn broken_configs_and_arguments_are_named() {
     let s = setup(3);

@@ -1,8 +1,9 @@
 //! `mmsr-host train` and `mmsr-host export` as users run them: the bigram
 //! policy with the real `.wasm` search tools on the offline engine over a
-//! small corpus; a killed run resumed with `--resume`; reward rising on a
-//! task the bigram can learn; config errors named; every shipped config
-//! loads. Needs the built tools (`make tools`).
+//! small corpus; a killed run and one stopped by SIGTERM, each resumed
+//! with `--resume`; reward rising on a task the bigram can learn; config
+//! errors named; every shipped config loads. Needs the built tools
+//! (`make tools`).
 
 use mmsr_host::manifest::Manifest;
 use mmsr_host::pipeline::SearchConfig;
@@ -123,7 +124,7 @@ fn without_times(runs: Vec<StepMetrics>) -> Vec<StepMetrics> {
 const IMAGE_SEARCH: &str = "<search><img></search>";
 
 #[test]
-fn searches_run_through_the_wasm_tools_and_a_killed_run_resumes() {
+fn searches_run_through_the_wasm_tools_and_killed_or_stopped_runs_resume() {
     let dir = tempfile::tempdir().unwrap();
     world(dir.path());
     // Image searches in about one turn in five; the rest end without action.
@@ -175,8 +176,54 @@ fn searches_run_through_the_wasm_tools_and_a_killed_run_resumes() {
     assert!(stdout.contains("..6"), "{stdout}");
     assert_eq!(
         without_times(metrics(&dir.path().join("killed"))),
-        without_times(whole)
+        without_times(whole.clone())
     );
+
+    // SIGTERM (a scheduler's notice) after the first step: the run stops
+    // after the step under way, checkpoints it (off the every-2 schedule
+    // when odd), exits 143 and says how to continue; the resume is the
+    // same run.
+    let args = overrides(dir.path(), "stopped", &searcher, &extra);
+    let run = dir.path().join("stopped");
+    let child = train(&args, false)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = run.join(train::METRICS_FILE);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) == 0 {
+        assert!(Instant::now() < deadline, "no step logged");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let done = metrics(&run).len();
+    assert!((1..6).contains(&done), "{done} steps; {stderr}");
+    let ck = run.join("checkpoints").join(format!("step-{done:08}"));
+    assert!(
+        stderr.contains(&format!("GRPO stopped on request after step {done} of 6"))
+            && stderr.contains(&ck.display().to_string())
+            && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "a stop is not an error: {stderr}"
+    );
+    assert!(train::checkpoint::load(&ck).is_ok(), "{}", ck.display());
+    let stdout = ok(train(&args, true).output().unwrap());
+    assert!(
+        stdout.contains(&format!("trained steps {}..6", done + 1)),
+        "{stdout}"
+    );
+    assert_eq!(without_times(metrics(&run)), without_times(whole));
 
     // Export the final checkpoint to a model dir and read it back.
     let out = dir.path().join("exported");

@@ -8,6 +8,7 @@ mod demo_chain;
 mod eval;
 mod export;
 mod serve_search;
+mod stop;
 mod tools;
 mod train;
 
@@ -64,10 +65,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(args) => cache::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Data(cmd) => data::run(cmd),
-        Command::Train(args) => train::run(args, Default::default()),
+        Command::Train(args) => stop::stoppable(|s| train::run(args, s)),
         Command::Export(args) => export::run(args),
         Command::DemoData(args) => demo::run_demo_data(args),
-        Command::Sft(args) => demo::run_sft(args, Default::default()),
+        Command::Sft(args) => stop::stoppable(|s| demo::run_sft(args, s)),
         Command::Eval(args) => eval::run_eval(args),
         Command::Report(args) => eval::run_report(args),
         Command::Demo(args) => demo_chain::run_demo(args),
