@@ -10,7 +10,7 @@ use crate::policy::{TokenScores, TrainablePolicy, Transcript};
 use crate::train::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::train::config::TrainConfig;
 use crate::train::metrics::MetricsLog;
-use crate::train::{StopRequest, Stopped};
+use crate::train::{StopPoint, StopRequest, Stopped};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -239,8 +239,7 @@ pub fn fit<P: TrainablePolicy>(
             };
             return Err(Stopped {
                 what: "SFT",
-                step,
-                total_steps: steps,
+                at: StopPoint::Step { step, total: steps },
                 checkpoint,
             }
             .into());

@@ -34,7 +34,7 @@ use crate::rollout::Prompts;
 use crate::tools::SearchTools;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
-use crate::train::{CHECKPOINTS_DIR, RunControl, disk};
+use crate::train::{CHECKPOINTS_DIR, RunControl, StopRequest, disk};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ pub fn run_sft<P: TrainablePolicy, T: SearchTools + 'static>(
         (saved.transcripts, saved.stats, saved.build_s, fingerprint)
     } else {
         let started = Instant::now();
-        let (train_set, stats) = build_train_set(base, sft, policy, source, tools, handle)?;
+        let (train_set, stats) = build_train_set(base, sft, policy, source, tools, handle, &stop)?;
         let saved = data_file::SavedData {
             transcripts: train_set,
             stats,
@@ -265,6 +265,7 @@ fn build_train_set<P: TrainablePolicy, T: SearchTools + 'static>(
     source: &dyn TrajectorySource,
     tools: Arc<T>,
     handle: &Handle,
+    stop: &StopRequest,
 ) -> Result<(Vec<crate::policy::Transcript>, DataStats)> {
     let mut samples = budget_samples(base)?;
     for path in &sft.extra_train {
@@ -283,6 +284,7 @@ fn build_train_set<P: TrainablePolicy, T: SearchTools + 'static>(
         drop_failed_searches: sft.drop_failed_searches,
         drop_ungrounded: sft.drop_ungrounded,
         direct_prompt: false,
+        stop: stop.clone(),
     };
     let built = build_transcripts(
         policy,
@@ -304,8 +306,10 @@ fn build_train_set<P: TrainablePolicy, T: SearchTools + 'static>(
             .filter(|(_, d)| **d)
             .map(|(&i, _)| samples[i].clone())
             .collect();
+        // Quick (no search): not worth a stop between them and the fit.
         let opts = BuildOptions {
             direct_prompt: true,
+            stop: StopRequest::default(),
             ..build
         };
         build_transcripts(

@@ -13,7 +13,7 @@ use crate::rollout::{
 };
 use crate::testkit::{BigramPolicy, ChatTokens, IM_END, ScriptedPolicy, files_under};
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
-use crate::train::{StopRequest, Stopped};
+use crate::train::{StopPoint, StopRequest, Stopped};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +80,7 @@ fn opts() -> BuildOptions {
         drop_failed_searches: true,
         drop_ungrounded: false,
         direct_prompt: false,
+        stop: StopRequest::default(),
     }
 }
 
@@ -998,12 +999,8 @@ fn a_stopped_fit_checkpoints_the_step_it_reached_and_resumes_as_if_never_stopped
     let stopped = err.downcast_ref::<Stopped>().expect("a Stopped error");
     let at = tmp.path().join("cut").join(checkpoint::dir_name(3));
     assert_eq!(
-        (
-            stopped.step,
-            stopped.total_steps,
-            stopped.checkpoint.as_ref()
-        ),
-        (3, 8, Some(&at))
+        (stopped.at, stopped.checkpoint.as_ref()),
+        (StopPoint::Step { step: 3, total: 8 }, Some(&at))
     );
     assert_eq!(ran.len(), 3);
     let saved: Vec<usize> = checkpoint::list(&tmp.path().join("cut"))
@@ -1030,7 +1027,10 @@ fn a_stopped_fit_checkpoints_the_step_it_reached_and_resumes_as_if_never_stopped
     )
     .unwrap_err();
     let again = err.downcast_ref::<Stopped>().unwrap();
-    assert_eq!((again.step, again.checkpoint.as_ref()), (3, Some(&at)));
+    assert_eq!(
+        (again.at, again.checkpoint.as_ref()),
+        (StopPoint::Step { step: 3, total: 8 }, Some(&at))
+    );
 
     let rest = fit(
         &mut resumed,
@@ -1056,4 +1056,38 @@ fn a_stopped_fit_checkpoints_the_step_it_reached_and_resumes_as_if_never_stopped
         &resumed.trainable_parameters()[0].1,
     );
     assert!(a.equal(b), "the same weights at the end");
+}
+
+#[test]
+fn a_stop_during_the_build_ends_it_between_chunks() {
+    let samples: Vec<Sample> = (0..6).map(|i| sample(&format!("b {i}"))).collect();
+    let source = Fixed(
+        samples
+            .iter()
+            .map(|s| (s.id.clone(), turns(&[IMG, ANS])))
+            .collect(),
+    );
+    let o = opts();
+    let searched = std::sync::atomic::AtomicUsize::new(0);
+    let rt = runtime();
+    let Err(err) = build_transcripts(
+        &mut BigramPolicy::new(1, 0.0),
+        &samples,
+        &source,
+        &Arc::new(Prompts::builtin()),
+        &tools(),
+        rt.handle(),
+        &o,
+        // Requested once the first chunk of two is through.
+        &|n| {
+            searched.store(n, std::sync::atomic::Ordering::SeqCst);
+            o.stop.request();
+        },
+    ) else {
+        panic!("the build ran to its end");
+    };
+    let stopped = err.downcast_ref::<Stopped>().expect("a Stopped error");
+    assert_eq!(stopped.at, StopPoint::Building { done: 2, total: 6 });
+    assert_eq!(searched.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(stopped.checkpoint.is_none());
 }

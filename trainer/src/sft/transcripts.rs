@@ -12,6 +12,7 @@ use crate::policy::{Policy, Segment, Transcript};
 use crate::protocol::{Action, parse_action};
 use crate::rollout::{Prompts, SearchCall, guarded_search, push_search_result};
 use crate::tools::{ImageQuery, SearchTools};
+use crate::train::{StopPoint, StopRequest, Stopped};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct BuildOptions {
     /// Open with the direct workflow's first turn (answer, no search)
     /// instead of the on-demand one; for direct-answer scripts.
     pub direct_prompt: bool,
+    /// Checked between chunks: once requested, the build returns
+    /// [`Stopped`] (the searches made are in the tools' cache, if any).
+    pub stop: StopRequest,
 }
 
 /// What went into the SFT data.
@@ -141,6 +145,17 @@ pub fn build_transcripts<P: Policy, T: SearchTools + 'static>(
     };
     let idx: Vec<usize> = (0..samples.len()).collect();
     for chunk in idx.chunks(opts.chunk) {
+        if opts.stop.is_requested() {
+            return Err(Stopped {
+                what: "SFT",
+                at: StopPoint::Building {
+                    done: chunk[0],
+                    total: samples.len(),
+                },
+                checkpoint: None,
+            }
+            .into());
+        }
         let mut sessions = Vec::with_capacity(chunk.len());
         let mut errors = vec![0usize; chunk.len()];
         let mut ungrounded = vec![false; chunk.len()];

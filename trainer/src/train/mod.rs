@@ -26,7 +26,7 @@ pub use policy_factory::{
     BIGRAM_IM_END_BIAS, BIGRAM_MODEL_TYPE, PolicyInit, PolicyVisitor, device, dtype,
     policy_options, resolve_kind, with_policy,
 };
-pub use stop::{RunControl, StopRequest, Stopped};
+pub use stop::{RunControl, StopPoint, StopRequest, Stopped};
 pub use trainer::{
     CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, RunSummary, TENSORBOARD_DIR, Trainer, load_samples,
 };

@@ -44,6 +44,15 @@ impl RunControl {
     }
 }
 
+/// Where a run was when it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopPoint {
+    /// After `step` of `total` optimizer steps.
+    Step { step: usize, total: usize },
+    /// Building SFT's train set, `done` of `total` questions through.
+    Building { done: usize, total: usize },
+}
+
 /// The error a run returns when it stopped on request: where it stopped
 /// and the checkpoint that holds it.
 #[derive(Debug, thiserror::Error)]
@@ -51,17 +60,22 @@ impl RunControl {
 pub struct Stopped {
     /// "GRPO" or "SFT".
     pub what: &'static str,
-    pub step: usize,
-    pub total_steps: usize,
+    pub at: StopPoint,
     pub checkpoint: Option<PathBuf>,
 }
 
 impl Stopped {
     fn describe(&self) -> String {
-        let at = format!(
-            "{} stopped on request after step {} of {}",
-            self.what, self.step, self.total_steps
-        );
+        let at = match self.at {
+            StopPoint::Step { step, total } => format!(
+                "{} stopped on request after step {step} of {total}",
+                self.what
+            ),
+            StopPoint::Building { done, total } => format!(
+                "{} stopped on request while building its train set ({done} of {total} questions; their searches are in the tool cache, if [search.cache] keeps one)",
+                self.what
+            ),
+        };
         match &self.checkpoint {
             Some(dir) => format!(
                 "{at}; checkpoint {}: run the same command with --resume to continue",
@@ -91,8 +105,7 @@ mod tests {
     fn the_message_says_how_to_continue() {
         let s = Stopped {
             what: "GRPO",
-            step: 3,
-            total_steps: 6,
+            at: StopPoint::Step { step: 3, total: 6 },
             checkpoint: Some(PathBuf::from("run/checkpoints/step-00000003")),
         };
         let msg = s.to_string();
@@ -102,10 +115,15 @@ mod tests {
             "{msg}"
         );
         let none = Stopped {
+            what: "SFT",
+            at: StopPoint::Building {
+                done: 64,
+                total: 500,
+            },
             checkpoint: None,
-            step: 0,
-            ..s
         };
-        assert!(none.to_string().contains("nothing checkpointed yet"));
+        let msg = none.to_string();
+        assert!(msg.contains("(64 of 500 questions"), "{msg}");
+        assert!(msg.contains("nothing checkpointed yet"), "{msg}");
     }
 }

@@ -19,7 +19,7 @@ use super::config::{DataConfig, TrainConfig};
 use super::disk;
 use super::metrics::{MetricsLog, StepMetrics, TimeMetrics};
 use super::rollout_log;
-use super::stop::{RunControl, StopRequest, Stopped};
+use super::stop::{RunControl, StopPoint, StopRequest, Stopped};
 use super::tensorboard::EventWriter;
 use super::update::{UpdateSettings, grpo_update};
 use super::validation::{VAL_METRICS_FILE, VAL_RESULTS_DIR, ValMetrics, Validator};
@@ -378,8 +378,10 @@ impl<P: TrainablePolicy, T: SearchTools + 'static> Trainer<P, T> {
         let root = self.dir.join(CHECKPOINTS_DIR);
         Ok(Stopped {
             what: "GRPO",
-            step: self.step,
-            total_steps: self.total_steps,
+            at: StopPoint::Step {
+                step: self.step,
+                total: self.total_steps,
+            },
             checkpoint: self
                 .saved_step
                 .filter(|&s| s == self.step && s > 0)
