@@ -275,22 +275,26 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     ];
     for (label, workflow, model) in evals {
         ok(
-            run_eval(EvalArgs {
-                config: cfg("eval.toml"),
-                workflow: workflow.into(),
-                label: Some(label.into()),
-                judge_url: None,
-                judge_model: None,
-                json: false,
-                overrides: quick(
-                    &with(&[
-                        format!("run.dir={:?}", s(runs)),
-                        format!("model.path={:?}", s(model)),
-                        format!("data.val={:?}", s(&world.join("data/test.parquet"))),
-                    ]),
-                    &["eval.max_samples=12"],
-                ),
-            })?,
+            run_eval(
+                EvalArgs {
+                    config: cfg("eval.toml"),
+                    workflow: workflow.into(),
+                    label: Some(label.into()),
+                    judge_url: None,
+                    judge_model: None,
+                    json: false,
+                    resume: false,
+                    overrides: quick(
+                        &with(&[
+                            format!("run.dir={:?}", s(runs)),
+                            format!("model.path={:?}", s(model)),
+                            format!("data.val={:?}", s(&world.join("data/test.parquet"))),
+                        ]),
+                        &["eval.max_samples=12"],
+                    ),
+                },
+                StopRequest::default(),
+            )?,
             "eval",
         )?;
     }

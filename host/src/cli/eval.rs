@@ -13,7 +13,7 @@ use mmsr_trainer::eval::{Workflow, label_for, run_eval as run_workflow_eval};
 use mmsr_trainer::policy::TrainablePolicy;
 use mmsr_trainer::tools::{ImageQuery, ObservationPart, SearchTools, ToolFuture, ToolObservation};
 use mmsr_trainer::train::config::TrainConfig;
-use mmsr_trainer::train::{PolicyInit, PolicyVisitor, with_policy};
+use mmsr_trainer::train::{PolicyInit, PolicyVisitor, RunControl, StopRequest, with_policy};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,10 @@ pub struct EvalArgs {
     /// Print the summary as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Continue an interrupted eval of the same label from its results so
+    /// far (`run.dir/eval/<label>.partial.jsonl`).
+    #[arg(long)]
+    pub resume: bool,
     /// Dotted overrides, e.g. `model.path=runs/rl/model eval.max_samples=50`.
     pub overrides: Vec<String>,
 }
@@ -93,6 +97,7 @@ struct EvalJob<'a> {
     tools: Arc<EvalTools>,
     judge: Option<OpenAiJudge>,
     handle: tokio::runtime::Handle,
+    control: RunControl,
 }
 
 impl PolicyVisitor for EvalJob<'_> {
@@ -107,11 +112,13 @@ impl PolicyVisitor for EvalJob<'_> {
             self.tools,
             self.judge.as_ref().map(|j| j as &dyn Judge),
             &self.handle,
+            self.control,
         )
     }
 }
 
-pub fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+/// `stop`, once requested, ends the eval after the chunk under way.
+pub fn run_eval(args: EvalArgs, stop: StopRequest) -> anyhow::Result<ExitCode> {
     let workflow: Workflow = args.workflow.parse()?;
     let mut overrides = args.overrides.clone();
     if let Some(url) = &args.judge_url {
@@ -147,6 +154,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         tools: Arc::new(tools),
         judge,
         handle: rt.handle().clone(),
+        control: RunControl::new(args.resume).with_stop(stop),
     };
     let out = with_policy(&base.model, PolicyInit::Load, eval.seed, job)?;
     if args.json {

@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::DemoData(args) => demo::run_demo_data(args),
         Command::Sft(args) => stop::stoppable(|s| demo::run_sft(args, s)),
-        Command::Eval(args) => eval::run_eval(args),
+        Command::Eval(args) => stop::stoppable(|s| eval::run_eval(args, s)),
         Command::Report(args) => eval::run_report(args),
         Command::Demo(args) => demo_chain::run_demo(args),
         Command::Evidence(args) => demo_chain::run_evidence(args),

@@ -1,7 +1,7 @@
 //! Ctrl-C and SIGTERM (what schedulers send before they kill a job) during
-//! `train` and `sft`: the first asks the run to stop after the step under
-//! way (or, building SFT's train set, the chunk of questions under way),
-//! with a checkpoint that `--resume` continues; a second exits at once.
+//! `train`, `sft` and `eval`: the first asks the run to stop after the step
+//! (or chunk of questions) under way, keeping what it reached for
+//! `--resume`; a second exits at once.
 
 use mmsr_trainer::train::{StopRequest, Stopped};
 use std::process::ExitCode;
@@ -65,7 +65,7 @@ fn listen(stop: StopRequest, code: Arc<AtomicU8>) -> anyhow::Result<()> {
                     code.store(exit, Ordering::SeqCst);
                     stop.request();
                     eprintln!(
-                        "\n{name}: stopping at the next step boundary, with a checkpoint (--resume continues it); {name} again exits now"
+                        "\n{name}: stopping after the step (or chunk of questions) under way, keeping what is done (--resume continues it); {name} again exits now"
                     );
                 }
             })

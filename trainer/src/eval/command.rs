@@ -4,6 +4,7 @@
 
 use super::config::{EvalSection, report_path};
 use super::judge::{Judge, judge_all};
+use super::partial::{PartialLog, fingerprint, partial_path};
 use super::workflow::{Workflow, WorkflowRunner, question_result};
 use super::{EvalReport, summarize, table};
 use crate::data;
@@ -11,7 +12,8 @@ use crate::policy::Policy;
 use crate::rollout::Prompts;
 use crate::tools::SearchTools;
 use crate::train::config::TrainConfig;
-use anyhow::{Context, Result};
+use crate::train::{RunControl, StopPoint, Stopped};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +36,11 @@ pub fn label_for(eval: &EvalSection, workflow: Workflow, flag: Option<&str>) -> 
 }
 
 /// Runs the eval; `handle` must belong to a multi-threaded runtime and this
-/// must not be called from one of its worker threads.
+/// must not be called from one of its worker threads. Results are kept a
+/// chunk at a time beside the report (`eval/<label>.partial.jsonl`): with
+/// `control.resume` an interrupted eval continues after its last whole
+/// chunk, and a stop requested through `control.stop` ends it after the
+/// chunk under way.
 #[allow(clippy::too_many_arguments)]
 pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     base: &TrainConfig,
@@ -45,6 +51,7 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     tools: Arc<T>,
     judge: Option<&dyn Judge>,
     handle: &Handle,
+    control: RunControl,
 ) -> Result<EvalOutput> {
     anyhow::ensure!(
         !label.is_empty()
@@ -61,14 +68,46 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
     );
     let prompts =
         Arc::new(Prompts::load(&base.rollout.prompts_dir).context("rollout.prompts_dir")?);
+    let path = report_path(Path::new(&base.run.dir), label);
+    let partial = partial_path(&path);
+    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
+    let rollout = eval.rollout(base);
+    let fp = fingerprint(&[
+        workflow.name(),
+        &base.model.path,
+        dataset_path,
+        &ids.join("\n"),
+        &serde_json::to_string(&rollout)?,
+        &serde_json::to_string(&eval.rag)?,
+        &serde_json::to_string(&base.reward)?,
+        &eval.seed.to_string(),
+        &eval.chunk.to_string(),
+    ]);
+    let (mut log, mut results) = match (control.resume, partial.exists()) {
+        (true, true) => PartialLog::resume(&partial, &fp, &ids, eval.chunk.max(1))?,
+        (false, true) => bail!(
+            "{} holds an unfinished eval: pass --resume to continue it, or remove it",
+            partial.display()
+        ),
+        (resume, false) => {
+            if resume {
+                tracing::warn!(file = %partial.display(), "--resume: no unfinished eval; starting afresh");
+            }
+            (PartialLog::create(&partial, &fp)?, Vec::new())
+        }
+    };
+    if !results.is_empty() {
+        tracing::info!(file = %partial.display(), questions = results.len(), "resuming the eval");
+    }
     let progress = progress_bar(
         base.run.progress,
         samples.len(),
         &format!("eval {workflow} (questions)"),
     );
+    progress.set_position(results.len() as u64);
     let bar = progress.clone();
     let runner = WorkflowRunner {
-        rollout: eval.rollout(base),
+        rollout,
         rag: eval.rag.clone(),
         prompts,
         tools,
@@ -78,13 +117,35 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         seed: eval.seed,
         on_progress: Some(Box::new(move |n| bar.set_position(n as u64))),
     };
-    let outcomes = runner.run(policy, workflow, &samples)?;
+    let first_chunk = results.len() / eval.chunk.max(1);
+    runner.run_from(
+        policy,
+        workflow,
+        &samples,
+        first_chunk,
+        &mut |start, outcomes| {
+            let done: Vec<_> = samples[start..]
+                .iter()
+                .zip(&outcomes)
+                .map(|(s, o)| question_result(s, o, &base.reward))
+                .collect();
+            log.append(&done)?;
+            results.extend(done);
+            if control.stop.is_requested() && results.len() < samples.len() {
+                return Err(Stopped {
+                    what: "eval",
+                    at: StopPoint::Questions {
+                        done: results.len(),
+                        total: samples.len(),
+                    },
+                    checkpoint: Some(partial.clone()),
+                }
+                .into());
+            }
+            Ok(())
+        },
+    )?;
     progress.finish_and_clear();
-    let results: Vec<_> = samples
-        .iter()
-        .zip(&outcomes)
-        .map(|(s, o)| question_result(s, o, &base.reward))
-        .collect();
     let mut report = EvalReport::new(
         label,
         workflow.name(),
@@ -92,7 +153,6 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         dataset_path,
         results,
     );
-    let path = report_path(Path::new(&base.run.dir), label);
     if let Some(j) = judge {
         // Saved before judging too: a judge that hangs or an interrupt
         // while judging keeps the rollouts.
@@ -102,6 +162,9 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
         report.summary = summarize(&report.results);
     }
     report.save(&path)?;
+    drop(log);
+    std::fs::remove_file(&partial)
+        .with_context(|| format!("removing {} (the report is whole)", partial.display()))?;
     let table = table::render_text(&[(label.to_string(), report.summary.clone())]);
     Ok(EvalOutput {
         report,

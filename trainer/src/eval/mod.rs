@@ -8,6 +8,7 @@ pub mod config;
 pub mod held_out;
 pub mod judge;
 pub mod metrics;
+pub mod partial;
 pub mod table;
 pub mod workflow;
 

@@ -12,6 +12,8 @@ use crate::reward::{GoldAnswers, RewardConfig};
 use crate::rollout::{EndReason, Prompts, RolloutConfig};
 use crate::testkit::{ChatTokens, ScriptedPolicy};
 use crate::tools::{FakeSearchTools, FakeToolCall, ObservationPart, ToolObservation};
+use crate::train::config::TrainConfig;
+use crate::train::{RunControl, StopPoint, Stopped};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -355,9 +357,12 @@ impl Judge for ReadsTheSavedReport {
     }
 }
 
-#[test]
-fn run_eval_saves_the_report_in_the_run_dir() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Four questions in a parquet file and a config whose `[eval]` reads
+/// them, with `eval_extra` in that section.
+fn four_question_eval(
+    tmp: &std::path::Path,
+    eval_extra: &str,
+) -> (TrainConfig, EvalSection, std::path::PathBuf) {
     let rows: Vec<SeedRow> = ["ans", "img,ans", "img,wrong", "txt,ans"]
         .iter()
         .enumerate()
@@ -382,17 +387,24 @@ fn run_eval_saves_the_report_in_the_run_dir() {
             },
         })
         .collect();
-    let data = tmp.path().join("test.parquet");
+    let data = tmp.join("test.parquet");
     crate::demo::dataset::write_parquet(&data, &rows).unwrap();
-    let run_dir = tmp.path().join("run");
+    let run_dir = tmp.join("run");
     let table: toml::Table = toml::from_str(&format!(
-        "[run]\ndir = {:?}\nprogress = false\n[eval]\ndata = {:?}\nmax_samples = 3\n",
+        "[run]\ndir = {:?}\nprogress = false\n[eval]\ndata = {:?}\n{eval_extra}\n",
         run_dir.display().to_string(),
         data.display().to_string()
     ))
     .unwrap();
     let (base, eval): (_, EvalSection) =
         super::config::command_config_from_table(table, &[], "eval").unwrap();
+    (base, eval, run_dir)
+}
+
+#[test]
+fn run_eval_saves_the_report_in_the_run_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, eval, run_dir) = four_question_eval(tmp.path(), "max_samples = 3");
     let rt = runtime();
     let label = super::label_for(&eval, Workflow::OnDemand, Some("sft-on-demand"));
     let judge = ReadsTheSavedReport {
@@ -408,6 +420,7 @@ fn run_eval_saves_the_report_in_the_run_dir() {
         tools(),
         Some(&judge),
         rt.handle(),
+        RunControl::default(),
     )
     .unwrap();
     // The rollouts were on disk before the judge was asked.
@@ -451,6 +464,7 @@ fn run_eval_saves_the_report_in_the_run_dir() {
         tools(),
         None,
         rt.handle(),
+        RunControl::default(),
     )
     .err()
     .unwrap();
@@ -465,4 +479,63 @@ fn workflows_parse_by_name() {
     }
     let err = "ondemand".parse::<Workflow>().unwrap_err().to_string();
     assert!(err.contains("direct, rag or on-demand"), "{err}");
+}
+
+#[test]
+fn an_interrupted_eval_resumes_to_the_report_of_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, eval, run_dir) = four_question_eval(tmp.path(), "chunk = 1");
+    let rt = runtime();
+    let go = |label: &str, eval: &EvalSection, control: RunControl| {
+        super::run_eval(
+            &base,
+            eval,
+            Workflow::OnDemand,
+            label,
+            &mut ScriptedPolicy::new(script),
+            tools(),
+            None,
+            rt.handle(),
+            control,
+        )
+    };
+    let whole = go("whole", &eval, RunControl::default()).unwrap().report;
+    assert_eq!(whole.results.len(), 4);
+
+    // Stopped from the start: one chunk of one question, then the stop.
+    let stop = crate::train::StopRequest::default();
+    stop.request();
+    let err = go("cut", &eval, RunControl::default().with_stop(stop))
+        .err()
+        .unwrap();
+    let stopped = err.downcast_ref::<Stopped>().expect("a Stopped error");
+    let partial = run_dir.join("eval/cut.partial.jsonl");
+    assert_eq!(stopped.at, StopPoint::Questions { done: 1, total: 4 });
+    assert_eq!(stopped.checkpoint.as_ref(), Some(&partial));
+    assert!(!run_dir.join("eval/cut.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(&partial).unwrap().lines().count(),
+        2
+    );
+
+    // Not without --resume; not under settings that compute otherwise.
+    let msg = format!(
+        "{:#}",
+        go("cut", &eval, RunControl::default()).err().unwrap()
+    );
+    assert!(msg.contains("pass --resume"), "{msg}");
+    let other = EvalSection {
+        seed: eval.seed + 1,
+        ..eval.clone()
+    };
+    let msg = format!(
+        "{:#}",
+        go("cut", &other, RunControl::new(true)).err().unwrap()
+    );
+    assert!(msg.contains("other settings"), "{msg}");
+
+    let resumed = go("cut", &eval, RunControl::new(true)).unwrap().report;
+    assert_eq!(resumed.results, whole.results);
+    assert_eq!(resumed.summary, whole.summary);
+    assert!(!partial.exists(), "the report replaces the partial file");
 }

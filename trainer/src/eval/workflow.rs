@@ -174,6 +174,27 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
         workflow: Workflow,
         samples: &[Sample],
     ) -> Result<Vec<Outcome>> {
+        let mut out = Vec::with_capacity(samples.len());
+        self.run_from(policy, workflow, samples, 0, &mut |_, done| {
+            out.extend(done);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Rolls out the samples from chunk `first_chunk` on, handing each
+    /// chunk's outcomes to `on_chunk` with the index of its first sample.
+    /// Chunk k is seeded by k alone, so a run continued from a chunk gives
+    /// the outcomes a run from the start gives there. An error from
+    /// `on_chunk` ends the run.
+    pub fn run_from<P: Policy>(
+        &self,
+        policy: &mut P,
+        workflow: Workflow,
+        samples: &[Sample],
+        first_chunk: usize,
+        on_chunk: &mut dyn FnMut(usize, Vec<Outcome>) -> Result<()>,
+    ) -> Result<()> {
         ensure!(self.chunk > 0, "eval chunk must be at least 1");
         if workflow == Workflow::Rag {
             ensure!(
@@ -183,20 +204,20 @@ impl<T: SearchTools + 'static> WorkflowRunner<T> {
             );
         }
         let requests = samples.iter().map(request).collect::<Result<Vec<_>>>()?;
-        let mut out = Vec::with_capacity(samples.len());
-        for (k, chunk) in requests.chunks(self.chunk).enumerate() {
+        for (k, chunk) in requests.chunks(self.chunk).enumerate().skip(first_chunk) {
             let seed = mix(self.seed, k as u64);
             let done = match workflow {
                 Workflow::OnDemand => self.on_demand(policy, chunk, seed)?,
                 Workflow::Direct => self.direct(policy, chunk, seed)?,
                 Workflow::Rag => self.rag(policy, chunk, seed)?,
             };
-            out.extend(done);
+            let start = k * self.chunk;
+            on_chunk(start, done)?;
             if let Some(progress) = &self.on_progress {
-                progress(out.len());
+                progress(start + chunk.len());
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn on_demand<P: Policy>(

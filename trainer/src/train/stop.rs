@@ -1,7 +1,7 @@
 //! Stopping a run early without losing it: whoever owns the process (the
 //! host's signal handler) requests a stop; the GRPO trainer and the SFT fit
-//! check it between steps, checkpoint the step they reached and return
-//! [`Stopped`], which `--resume` continues from.
+//! check it between steps, an eval between chunks of questions; each keeps
+//! what it reached and returns [`Stopped`], which `--resume` continues.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +51,8 @@ pub enum StopPoint {
     Step { step: usize, total: usize },
     /// Building SFT's train set, `done` of `total` questions through.
     Building { done: usize, total: usize },
+    /// An eval, `done` of `total` questions rolled out and kept.
+    Questions { done: usize, total: usize },
 }
 
 /// The error a run returns when it stopped on request: where it stopped
@@ -58,7 +60,7 @@ pub enum StopPoint {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", self.describe())]
 pub struct Stopped {
-    /// "GRPO" or "SFT".
+    /// "GRPO", "SFT" or "eval".
     pub what: &'static str,
     pub at: StopPoint,
     pub checkpoint: Option<PathBuf>,
@@ -73,6 +75,10 @@ impl Stopped {
             ),
             StopPoint::Building { done, total } => format!(
                 "{} stopped on request while building its train set ({done} of {total} questions; their searches are in the tool cache, if [search.cache] keeps one)",
+                self.what
+            ),
+            StopPoint::Questions { done, total } => format!(
+                "{} stopped on request after {done} of {total} questions",
                 self.what
             ),
         };
