@@ -4,10 +4,10 @@
 //! whole chunk; the finished report replaces the file.
 
 use super::metrics::QuestionResult;
+use crate::train::MetricsLog;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where a report's results so far are kept.
@@ -33,10 +33,9 @@ pub fn fingerprint(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-pub struct PartialLog {
-    path: PathBuf,
-    file: std::fs::File,
-}
+/// The file, appended a chunk at a time (each line whole and flushed, as
+/// the training log's).
+pub struct PartialLog(MetricsLog);
 
 impl PartialLog {
     /// A new file holding only the header (an old one is replaced).
@@ -44,12 +43,11 @@ impl PartialLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let header = serde_json::to_string(&Header {
+        let mut log = MetricsLog::create(path)?;
+        log.append(&Header {
             eval_fingerprint: fingerprint.into(),
         })?;
-        std::fs::write(path, header + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        Self::append_to(path)
+        Ok(Self(log))
     }
 
     /// Continues `path`: its results up to the last whole chunk of `chunk`
@@ -65,18 +63,17 @@ impl PartialLog {
         let name = path.display();
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {name}"))?;
         let mut lines = text.split_inclusive('\n');
-        let header: Header = lines
-            .next()
-            .filter(|l| l.ends_with('\n'))
-            .and_then(|l| serde_json::from_str(l).ok())
-            .with_context(|| {
-                format!("{name}: no header line; remove it to start the eval afresh")
-            })?;
+        let header = lines.next().filter(|l| l.ends_with('\n'));
+        let parsed: Option<Header> = header.and_then(|l| serde_json::from_str(l).ok());
+        let (Some(header), Some(parsed)) = (header, parsed) else {
+            bail!("{name}: no header line; remove it to start the eval afresh");
+        };
         ensure!(
-            header.eval_fingerprint == fingerprint,
+            parsed.eval_fingerprint == fingerprint,
             "{name} was written by an eval of other settings, model, data or workflow; remove it, or pass another --label"
         );
         let mut results = Vec::new();
+        let mut kept = vec![header.trim_end()];
         for (i, line) in lines.enumerate() {
             // A line cut short by a kill is where the file ends.
             if !line.ends_with('\n') {
@@ -93,47 +90,25 @@ impl PartialLog {
                     ids.get(i)
                 ),
             }
+            kept.push(line.trim_end());
         }
         if results.len() < ids.len() {
             results.truncate(results.len() / chunk * chunk);
         }
-        let mut log = Self::create(path, fingerprint)?;
-        log.append(&results)?;
-        Ok((log, results))
+        kept.truncate(1 + results.len());
+        Ok((Self(MetricsLog::rewrite(path, kept)?), results))
     }
 
-    fn append_to(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    /// Appends `results` and flushes them to the disk.
+    /// Appends `results`, one line each.
     pub fn append(&mut self, results: &[QuestionResult]) -> Result<()> {
-        let mut text = String::new();
-        for r in results {
-            text += &serde_json::to_string(r)?;
-            text.push('\n');
-        }
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("appending to {}", self.path.display()))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        results.iter().try_for_each(|r| self.0.append(r))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn result(id: &str) -> QuestionResult {
         serde_json::from_value(serde_json::json!({

@@ -1013,38 +1013,21 @@ fn a_stopped_fit_checkpoints_the_step_it_reached_and_resumes_as_if_never_stopped
     // A stop already requested when the resume starts: no step, no new
     // checkpoint, the one it resumed named.
     let mut resumed = BigramPolicy::new(7, 0.0);
-    let err = fit(
-        &mut resumed,
-        &data,
-        &o,
-        None,
-        Some(checkpoints(
-            "cut",
-            Some(checkpoint::load(&at).unwrap()),
-            &stop,
-        )),
-        &mut |_, _| panic!("no step after a stop"),
-    )
-    .unwrap_err();
+    let resume = |policy: &mut BigramPolicy, stop: &StopRequest| {
+        let from = Some(checkpoint::load(&at).unwrap());
+        let c = checkpoints("cut", from, stop);
+        fit(policy, &data, &o, None, Some(c), &mut |_, _| {
+            assert!(!stop.is_requested(), "no step after a stop")
+        })
+    };
+    let err = resume(&mut resumed, &stop).unwrap_err();
     let again = err.downcast_ref::<Stopped>().unwrap();
     assert_eq!(
         (again.at, again.checkpoint.as_ref()),
         (StopPoint::Step { step: 3, total: 8 }, Some(&at))
     );
 
-    let rest = fit(
-        &mut resumed,
-        &data,
-        &o,
-        None,
-        Some(checkpoints(
-            "cut",
-            Some(checkpoint::load(&at).unwrap()),
-            &never,
-        )),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let rest = resume(&mut resumed, &never).unwrap();
     let losses: Vec<f64> = ran
         .iter()
         .copied()

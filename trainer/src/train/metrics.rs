@@ -97,16 +97,21 @@ impl MetricsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let kept: String = text
-            .lines()
-            .filter(|line| {
+        Self::rewrite(
+            path,
+            text.lines().filter(|line| {
                 serde_json::from_str::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v.get("step")?.as_u64())
                     .is_some_and(|s| s as usize <= step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
+            }),
+        )
+    }
+
+    /// A log holding exactly `lines`, written beside `path` and renamed
+    /// over it (a kill meanwhile leaves the old one), then appended to.
+    pub fn rewrite<'a>(path: &Path, lines: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let kept: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
         let tmp = path.with_extension("jsonl.tmp");
         std::fs::write(&tmp, kept).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
