@@ -229,9 +229,9 @@ fn sft_then_every_workflow_then_the_report() {
 
 /// Ctrl-C during `sft`'s fit: it stops after the step under way,
 /// checkpoints it, exits 130 and says how to continue; `--resume` then
-/// writes the model an uninterrupted run writes.
+/// writes the model an uninterrupted run writes. Then the same for `eval`.
 #[test]
-fn an_interrupted_sft_resumes_to_the_model_of_an_uninterrupted_one() {
+fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
     let s = setup(3);
     // Long enough to be caught mid-fit; no checkpoints but the stop's.
     let long = ["run.epochs=40", "run.save_every=0"];
@@ -303,6 +303,67 @@ fn an_interrupted_sft_resumes_to_the_model_of_an_uninterrupted_one() {
             "{file} differs from the uninterrupted run's"
         );
     }
+
+    // The same for `eval`, a question at a time. Ctrl-C once the search
+    // engine is up (the handlers are in place, no question is done): the
+    // stop comes after the first.
+    let eval = |label: &str| {
+        let mut cmd = host();
+        cmd.args([
+            "eval",
+            "--workflow",
+            "on-demand",
+            "--label",
+            label,
+            "--config",
+        ])
+        .arg(&s.config)
+        .arg(format!(
+            "model.path={:?}",
+            s.run.join("model").display().to_string()
+        ))
+        .args(["eval.chunk=1", "eval.max_samples=12"]);
+        cmd
+    };
+    run_ok(&mut eval("whole"));
+    let partial = s.run.join("eval/cut.partial.jsonl");
+    let mut child = eval("cut")
+        .env("MMSR_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    while !stderr.contains("search engine listening") {
+        let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
+        assert!(n > 0, "the eval ended before its engine was up: {stderr}");
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let done: usize = stderr
+        .split("eval stopped on request after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop message: {stderr}"));
+    assert_eq!(done, 1, "{stderr}");
+    let lines = std::fs::read_to_string(&partial).unwrap().lines().count();
+    assert_eq!(lines, 1 + done, "a header and a line per question");
+    let e = run_err(&mut eval("cut"));
+    assert!(e.contains("holds an unfinished eval"), "{e}");
+    run_ok(eval("cut").arg("--resume"));
+    assert!(!partial.exists());
+    let report = |label: &str| EvalReport::load(&s.run.join(format!("eval/{label}.json"))).unwrap();
+    assert_eq!(report("cut").results, report("whole").results);
 }
 
 #[test]
