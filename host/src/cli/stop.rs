@@ -58,9 +58,12 @@ fn listen(stop: StopRequest, code: Arc<AtomicU8>) -> anyhow::Result<()> {
                     };
                     if stop.is_requested() {
                         eprintln!(
-                            "\n{name} again: exiting now; the steps since the last checkpoint are lost"
+                            "\n{name} again: exiting now; what was not yet kept (the steps since the last checkpoint, an eval's chunk under way) is lost"
                         );
-                        std::process::exit(i32::from(exit));
+                        // Not `process::exit`: its destructors would tear
+                        // libtorch down under the thread still using it.
+                        // SAFETY: `_exit` ends the process; nothing after it runs.
+                        unsafe { libc::_exit(i32::from(exit)) };
                     }
                     code.store(exit, Ordering::SeqCst);
                     stop.request();

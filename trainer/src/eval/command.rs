@@ -89,6 +89,10 @@ pub fn run_eval<P: Policy, T: SearchTools + 'static>(
             "{} holds an unfinished eval: pass --resume to continue it, or remove it",
             partial.display()
         ),
+        (true, false) if path.exists() => bail!(
+            "--resume: {} is a finished eval, with nothing left to resume",
+            path.display()
+        ),
         (resume, false) => {
             if resume {
                 tracing::warn!(file = %partial.display(), "--resume: no unfinished eval; starting afresh");

@@ -538,4 +538,10 @@ fn an_interrupted_eval_resumes_to_the_report_of_an_uninterrupted_one() {
     assert_eq!(resumed.results, whole.results);
     assert_eq!(resumed.summary, whole.summary);
     assert!(!partial.exists(), "the report replaces the partial file");
+    // A finished eval is not resumed (run again, it would be redone).
+    let msg = format!(
+        "{:#}",
+        go("cut", &eval, RunControl::new(true)).err().unwrap()
+    );
+    assert!(msg.contains("is a finished eval"), "{msg}");
 }
