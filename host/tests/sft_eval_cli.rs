@@ -366,6 +366,51 @@ fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
     assert_eq!(report("cut").results, report("whole").results);
 }
 
+/// A second Ctrl-C does not wait for the step boundary: sent while `sft`
+/// still builds its train set (one chunk of 36 questions, seconds), it
+/// exits at once, 130, with no step, no train set and no panic.
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let s = setup(3);
+    let mut child = host()
+        .arg("sft")
+        .arg("--config")
+        .arg(&s.config)
+        .env("MMSR_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    let interrupt = || {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    for wait_for in ["search engine listening", "Ctrl-C again exits now"] {
+        while !stderr.contains(wait_for) {
+            let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
+            assert!(n > 0, "sft ended before {wait_for:?}: {stderr}");
+        }
+        interrupt();
+    }
+    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("Ctrl-C again: exiting now"), "{stderr}");
+    assert!(
+        !stderr.contains("stopped on request") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(!s.run.join("sft_data.safetensors").exists());
+    assert!(!s.run.join("model").exists());
+}
+
 #[test]
 fn broken_configs_and_arguments_are_named() {
     let s = setup(3);
