@@ -14,8 +14,9 @@ use mmsr_trainer::eval::config::RagConfig;
 use mmsr_trainer::eval::{Workflow, WorkflowRunner};
 use mmsr_trainer::rollout::{Prompts, RolloutConfig};
 use mmsr_trainer::testkit::{ChatTokens, ScriptedPolicy};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +147,35 @@ fn run_err(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `cmd` started with its output piped and its log (info) on stderr.
+fn spawn_logging(cmd: &mut Command) -> (Child, BufReader<ChildStderr>) {
+    let mut child = cmd
+        .env("MMSR_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    (child, err)
+}
+
+/// Reads `err` into `text` until `text` holds `what`.
+fn read_until(err: &mut BufReader<ChildStderr>, text: &mut String, what: &str) {
+    while !text.contains(what) {
+        let n = err.read_line(text).unwrap();
+        assert!(n > 0, "ended before {what:?}: {text}");
+    }
+}
+
+/// Ctrl-C to `child`.
+fn interrupt(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 #[test]
 fn sft_then_every_workflow_then_the_report() {
     let s = setup(3);
@@ -250,8 +280,8 @@ fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
         .arg("--config")
         .arg(&s.config)
         .args(long)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Once the train set is written, the fit is under way.
@@ -263,11 +293,7 @@ fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -327,26 +353,11 @@ fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
     };
     run_ok(&mut eval("whole"));
     let partial = s.run.join("eval/cut.partial.jsonl");
-    let mut child = eval("cut")
-        .env("MMSR_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut child, mut err) = spawn_logging(&mut eval("cut"));
     let mut stderr = String::new();
-    while !stderr.contains("search engine listening") {
-        let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
-        assert!(n > 0, "the eval ended before its engine was up: {stderr}");
-    }
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    read_until(&mut err, &mut stderr, "search engine listening");
+    interrupt(&child);
+    err.read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     let done: usize = stderr
@@ -372,34 +383,13 @@ fn interrupted_sft_and_eval_resume_to_what_uninterrupted_runs_write() {
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let s = setup(3);
-    let mut child = host()
-        .arg("sft")
-        .arg("--config")
-        .arg(&s.config)
-        .env("MMSR_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut child, mut err) = spawn_logging(host().arg("sft").arg("--config").arg(&s.config));
     let mut stderr = String::new();
-    let interrupt = || {
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
     for wait_for in ["search engine listening", "Ctrl-C again exits now"] {
-        while !stderr.contains(wait_for) {
-            let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
-            assert!(n > 0, "sft ended before {wait_for:?}: {stderr}");
-        }
-        interrupt();
+        read_until(&mut err, &mut stderr, wait_for);
+        interrupt(&child);
     }
-    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    err.read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("Ctrl-C again: exiting now"), "{stderr}");
